@@ -1,0 +1,137 @@
+"""Measurement helpers: peak memory sampling and a description of the environment."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import threading
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+
+class PeakRSSSampler:
+    """Samples the resident memory of a process and all its children in a thread.
+
+    Use as a context manager; ``peak_mb`` holds the largest total seen. The interval
+    trades resolution for overhead (a sample costs ~0.1 ms per process).
+
+    Example::
+
+        with PeakRSSSampler() as sampler:
+            work()
+        print(sampler.peak_mb)
+    """
+
+    def __init__(self, pid: int | None = None, interval_s: float = 0.05):
+        self.process = psutil.Process(pid or os.getpid())
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_bytes / 2**20
+
+    def sample(self) -> int:
+        """Take one sample now; returns the tree's RSS in bytes."""
+        total = 0
+        for proc in [self.process, *self.process.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        self.peak_bytes = max(self.peak_bytes, total)
+        self.samples += 1
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.sample()
+            except psutil.NoSuchProcess:
+                return
+
+    def __enter__(self) -> "PeakRSSSampler":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.sample()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (from /proc/cpuinfo on Linux)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def gpus() -> tuple[list[dict], str | None]:
+    """NVIDIA GPUs seen through NVML, and the reason when none can be listed."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception as exc:  # NVMLError_LibraryNotFound and friends on CPU machines
+        return [], f"NVML unavailable: {exc.__class__.__name__}: {exc}"
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        found = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            found.append({"name": pynvml.nvmlDeviceGetName(handle),
+                          "memory_mb": pynvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20,
+                          "driver": driver})
+        return found, None if found else "NVML found no GPU"
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def environment() -> dict:
+    """The ``env`` block of a result record."""
+    found, _ = gpus()
+    return {
+        "python": platform.python_version(),
+        "mindspore": _version("mindspore"),
+        "numpy": _version("numpy"),
+        "os": f"{platform.system()} {platform.release()}",
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "accelerator": "gpu" if found else "none",
+        "gpus": found,
+    }
+
+
+def git_state(path: str | Path = ".") -> dict:
+    """Commit and dirty flag of the git checkout holding ``path`` (None outside git)."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(path), *args], capture_output=True,
+                                 text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}

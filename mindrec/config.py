@@ -1,0 +1,169 @@
+"""Typed configurations and the named presets that mirror the original MindRec settings.
+
+Configs are frozen dataclasses. Dicts from YAML files or command lines are loaded with
+:func:`from_dict`, which rejects unknown keys by name (a misspelt key must never be
+silently ignored). Precedence when building a run: command line > file > preset > default.
+
+Presets:
+    ``mindrec``   the original hyperparameters (FACTS.md, MindSpore model zoo).
+    ``cpu-small`` sized for a 2-core CPU: embedding dim 16, narrower towers, batch 1000,
+                  3 epochs and larger learning rates so a 300k-row synthetic run ends in
+                  a few minutes. Values below were chosen by measurement on such a machine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+
+
+class SparseMode(str, enum.Enum):
+    """How embedding gradients are applied."""
+
+    AUTO = "auto"  # sparse when the table has at least SPARSE_AUTO_MIN_ROWS rows
+    ON = "on"      # sparse lookups + lazy optimizers: only touched rows update
+    OFF = "off"    # dense gather; every row's optimizer state updates each step
+
+
+# Measured in FACTS.md: dense Gather + Adam/FTRL on every row falls to ~2k samples/s at
+# 10M rows while sparse lookups keep ~7.5k; below ~1M rows the dense path is as fast.
+SPARSE_AUTO_MIN_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class WideDeepConfig:
+    """Wide&Deep: a linear (wide) part on FTRL plus an MLP (deep) part on Adam."""
+
+    emb_dim: int = 80
+    deep_layers: tuple[int, ...] = (1024, 512, 256, 128)
+    deep_l2: float = 8e-5
+    deep_lr: float = 3.5e-4
+    adam_eps: float = 1e-8
+    wide_lr: float = 5e-2
+    ftrl_l1: float = 1e-8
+    ftrl_l2: float = 1e-8
+    ftrl_initial_accum: float = 1.0
+    init_std: float = 0.01
+
+
+@dataclass(frozen=True)
+class DCNConfig:
+    """Deep & Cross Network: cross layers beside an MLP, head on their concatenation."""
+
+    emb_dim: int = 30
+    deep_layers: tuple[int, ...] = (1024, 1024)
+    cross_layers: int = 6
+    lr: float = 1e-4
+    adam_eps: float = 1e-8
+    # None means the original N(0, emb_dim ** -0.5).
+    init_std: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loop settings shared by all models."""
+
+    batch_size: int = 16000
+    epochs: int = 15
+    seed: int = 0
+    sparse: SparseMode = SparseMode.AUTO
+    log_every: int = 50
+    max_steps: int | None = None  # stop early (benchmarks); None = full epochs
+
+
+MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig}
+
+PRESETS: dict[str, dict[str, dict[str, dict]]] = {
+    "mindrec": {
+        "wide_deep": {"model": {}, "train": {"batch_size": 16000, "epochs": 15}},
+        "dcn": {"model": {}, "train": {"batch_size": 16000, "epochs": 10}},
+    },
+    "cpu-small": {
+        "wide_deep": {
+            "model": {"emb_dim": 16, "deep_layers": (256, 128), "deep_lr": 1e-3,
+                      "deep_l2": 1e-6},
+            "train": {"batch_size": 1000, "epochs": 3},
+        },
+        "dcn": {
+            "model": {"emb_dim": 16, "deep_layers": (256, 256), "cross_layers": 3,
+                      "lr": 1e-3, "init_std": 0.01},
+            "train": {"batch_size": 1000, "epochs": 3},
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to build and train one model."""
+
+    model: str
+    model_config: WideDeepConfig | DCNConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names it."""
+
+
+def from_dict(cls, values: dict, where: str = "config"):
+    """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types.
+
+    Lists become tuples where the field is a tuple; strings become enums where the field
+    is an enum. ``where`` prefixes error messages (e.g. a file name and section).
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                          f"valid keys: {', '.join(sorted(names))}")
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
+
+
+def _coerce(value, hint, where: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value.value if isinstance(value, enum.Enum) else value)
+        except ValueError:
+            choices = ", ".join(m.value for m in hint)
+            raise ConfigError(f"{where}: {value!r} is not one of {choices}") from None
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
+            raise ConfigError(f"{where}: expected a list of integers, got {value!r}")
+        return tuple(value)
+    if hint in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if hint is float and isinstance(value, int):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def build_run_config(model: str, preset: str = "mindrec", model_overrides: dict | None = None,
+                     train_overrides: dict | None = None) -> RunConfig:
+    """Resolve ``preset`` for ``model`` and apply overrides (later wins)."""
+    if model not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown model {model!r}; choose from {', '.join(MODEL_CONFIGS)}")
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    base = PRESETS[preset][model]
+    model_values = {**base["model"], **(model_overrides or {})}
+    train_values = {**base["train"], **(train_overrides or {})}
+    return RunConfig(
+        model=model,
+        model_config=from_dict(MODEL_CONFIGS[model], model_values, f"{preset}.{model}.model"),
+        train=from_dict(TrainConfig, train_values, f"{preset}.{model}.train"),
+    )

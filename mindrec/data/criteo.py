@@ -1,0 +1,411 @@
+"""Criteo raw format: streaming parser, vocabulary and the MindRec feature encoding.
+
+A raw line is tab-separated: a 0/1 label, 13 integer fields (may be negative) and 26
+categorical hex tokens; an empty field is missing. Files are plain text or gzip (by the
+``.gz`` suffix). Parsing works on whole chunks of bytes with numpy: no Python code runs
+per row or per token, except to word the error for a bad row.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import islice
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import numpy as np
+
+NUM_DENSE = 13
+NUM_CATEGORICAL = 26
+NUM_FIELDS = NUM_DENSE + NUM_CATEGORICAL
+NUM_COLUMNS = 1 + NUM_FIELDS
+
+OnBadRow = Literal["stop", "skip"]
+
+_MAX_INT_CHARS = 20  # sign + 19 digits
+_MAX_HEX_CHARS = 16
+_TAB, _NEWLINE, _MINUS = 9, 10, 45
+_VOCAB_SCHEMA = "mindrec-vocabulary/1"
+_INTEGER = re.compile(rb"-?[0-9]+")
+_HEX_TOKEN = re.compile(rb"[0-9a-fA-F]+")
+
+# Byte -> hex digit value; 255 marks a byte that is not a hex digit.
+_HEX_VALUE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX_VALUE[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX_VALUE[_c] = 10 + _i
+
+
+def field_name(index: int) -> str:
+    """Name of feature field ``index`` (0..38) as Criteo documents it: I1..I13, C1..C26."""
+    return f"I{index + 1}" if index < NUM_DENSE else f"C{index - NUM_DENSE + 1}"
+
+
+class CriteoFormatError(ValueError):
+    """A raw Criteo file that cannot be read; the message is ``PATH:LINE: reason``."""
+
+    def __init__(self, path: str | Path, line: int | None, reason: str):
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass
+class RawChunk:
+    """The good rows of one chunk of a raw file, decoded.
+
+    Attributes:
+        line_numbers: int64 (n,), 1-based line number of each row in the file.
+        labels: int8 (n,), 0 or 1.
+        dense: float64 (n, 13), NaN where missing.
+        categorical: int64 (n, 26), the hex token's value, -1 where missing.
+        bad_lines: line numbers of the bad rows skipped in this chunk.
+    """
+
+    line_numbers: np.ndarray
+    labels: np.ndarray
+    dense: np.ndarray
+    categorical: np.ndarray
+    bad_lines: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def select(self, mask: np.ndarray) -> RawChunk:
+        """The rows where ``mask`` is true (``bad_lines`` is not carried over)."""
+        return RawChunk(self.line_numbers[mask], self.labels[mask], self.dense[mask],
+                        self.categorical[mask])
+
+
+def iter_chunks(path: str | Path, chunk_rows: int = 100_000, on_bad_row: OnBadRow = "stop",
+                digest=None) -> Iterator[RawChunk]:
+    """Stream a raw Criteo file as decoded chunks of at most ``chunk_rows`` lines.
+
+    Args:
+        path: plain text file, or gzip when the name ends in ``.gz``.
+        chunk_rows: lines per chunk; memory is bounded by it.
+        on_bad_row: "stop" raises CriteoFormatError at the first bad row; "skip" drops
+            bad rows and lists their line numbers in ``RawChunk.bad_lines``.
+        digest: optional hashlib object updated with every byte of the file as stored.
+
+    Raises:
+        CriteoFormatError: a bad row (with "stop"), a file without any line, or a
+            truncated or corrupt gzip stream.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    if on_bad_row not in ("stop", "skip"):
+        raise ValueError(f"on_bad_row must be 'stop' or 'skip', got {on_bad_row!r}")
+    path = Path(path)
+    first_line = 1
+    with _open_lines(path, digest) as (stored, lines_in):
+        while True:
+            try:
+                lines = list(islice(lines_in, chunk_rows))
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                raise CriteoFormatError(
+                    path, None, f"truncated or corrupt gzip stream after line {first_line - 1} "
+                    f"or later ({exc})") from exc
+            if not lines:
+                break
+            yield _parse_chunk(path, lines, first_line, on_bad_row)
+            first_line += len(lines)
+        if digest is not None:
+            while stored.read(1 << 20):  # hash whatever the line reader left unread
+                pass
+    if first_line == 1:
+        raise CriteoFormatError(path, None, "file is empty (no rows)")
+
+
+class _HashingReader(io.RawIOBase):
+    """A raw binary reader that feeds every byte it reads into a hashlib object."""
+
+    def __init__(self, file: BinaryIO, digest):
+        self._file = file
+        self._digest = digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._file.readinto(buffer)
+        if n:
+            self._digest.update(memoryview(buffer)[:n])
+        return n
+
+
+@contextmanager
+def _open_lines(path: Path, digest):
+    """Yield (byte reader of the file as stored, iterator over its decompressed lines)."""
+    with ExitStack() as stack:
+        raw = stack.enter_context(open(path, "rb", buffering=0))
+        if digest is not None:
+            raw = stack.enter_context(_HashingReader(raw, digest))
+        stored = stack.enter_context(io.BufferedReader(raw, buffer_size=1 << 20))
+        if path.suffix == ".gz":
+            yield stored, stack.enter_context(gzip.GzipFile(fileobj=stored, mode="rb"))
+        else:
+            yield stored, stored
+
+
+def _parse_chunk(path: Path, lines: list[bytes], first_line: int,
+                 on_bad_row: OnBadRow) -> RawChunk:
+    """Decode a list of raw lines (newline-terminated, except possibly the last)."""
+    if not lines[-1].endswith(b"\n"):
+        lines[-1] += b"\n"
+    buf = np.frombuffer(b"".join(lines), dtype=np.uint8)
+    n_lines = len(lines)
+
+    # Every tab or newline ends a token; a line's columns = its separators.
+    seps = np.flatnonzero((buf == _TAB) | (buf == _NEWLINE))
+    is_newline = buf[seps] == _NEWLINE
+    line_of_sep = np.cumsum(is_newline) - is_newline
+    columns = np.bincount(line_of_sep, minlength=n_lines)
+    well_formed = columns == NUM_COLUMNS
+
+    # Tokens of well-formed lines, in (row, column) layout.
+    keep = well_formed[line_of_sep]
+    ends = seps[keep].reshape(-1, NUM_COLUMNS)
+    starts = np.empty_like(seps)
+    starts[0] = 0
+    starts[1:] = seps[:-1] + 1
+    starts = starts[keep].reshape(-1, NUM_COLUMNS)
+    lengths = ends - starts
+
+    label_ok = (lengths[:, 0] == 1) & ((buf[starts[:, 0]] == ord("0")) | (buf[starts[:, 0]] == ord("1")))
+    labels = (buf[starts[:, 0]] == ord("1")).astype(np.int8)
+    dense, dense_ok = _parse_ints(buf, starts[:, 1:1 + NUM_DENSE], lengths[:, 1:1 + NUM_DENSE])
+    categorical, cat_ok = _parse_hex(buf, starts[:, 1 + NUM_DENSE:], lengths[:, 1 + NUM_DENSE:])
+
+    good = np.zeros(n_lines, dtype=bool)
+    good[well_formed] = label_ok & dense_ok.all(axis=1) & cat_ok.all(axis=1)
+    line_numbers = first_line + np.arange(n_lines, dtype=np.int64)
+    if good.all():
+        return RawChunk(line_numbers, labels, dense, categorical)
+
+    first_bad = int(np.argmin(good))
+    if on_bad_row == "stop":
+        raise CriteoFormatError(path, first_line + first_bad, _bad_row_reason(lines[first_bad]))
+    row_ok = good[well_formed]
+    return RawChunk(line_numbers[good], labels[row_ok], dense[row_ok], categorical[row_ok],
+                    bad_lines=line_numbers[~good].tolist())
+
+
+def _parse_ints(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+    """Decimal integers at ``buf[starts:starts+lengths]`` -> (float64 values, NaN if empty; ok)."""
+    width = min(int(lengths.max(initial=0)), _MAX_INT_CHARS)
+    ok = lengths <= _MAX_INT_CHARS
+    value = np.zeros(lengths.shape, dtype=np.float64)
+    negative = np.zeros(lengths.shape, dtype=bool)
+    for pos in range(width):  # Horner's rule, one character position at a time
+        active = lengths > pos
+        char = buf[np.where(active, starts + pos, 0)]
+        digit = char - np.uint8(ord("0"))
+        is_digit = active & (digit < 10)
+        if pos == 0:
+            negative = active & (char == _MINUS)
+            ok &= ~active | is_digit | negative
+        else:
+            ok &= ~active | is_digit
+        value = np.where(is_digit, value * 10.0 + digit, value)
+    ok &= ~(negative & (lengths == 1))  # a lone '-'
+    value = np.where(negative, -value, value)
+    value[lengths == 0] = np.nan
+    return value, ok
+
+
+def _parse_hex(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+    """Hex tokens at ``buf[starts:starts+lengths]`` -> (int64 values, -1 if empty; ok).
+
+    Tokens have 1..16 hex digits and a value below 2**63, so that -1 stays free for
+    "missing" and int64 order is numeric order.
+    """
+    width = min(int(lengths.max(initial=0)), _MAX_HEX_CHARS)
+    ok = lengths <= _MAX_HEX_CHARS
+    value = np.zeros(lengths.shape, dtype=np.uint64)
+    for pos in range(width):
+        active = lengths > pos
+        digit = _HEX_VALUE[buf[np.where(active, starts + pos, 0)]]
+        ok &= ~active | (digit < 16)
+        value = np.where(active, (value << np.uint64(4)) | digit, value)
+    ok &= value < np.uint64(1 << 63)
+    result = value.astype(np.int64)
+    result[lengths == 0] = -1
+    return result, ok
+
+
+def _bad_row_reason(line: bytes) -> str:
+    """Say what is wrong with one raw line (only called for a line known to be bad)."""
+    tokens = line.rstrip(b"\n").split(b"\t")
+    if len(tokens) != NUM_COLUMNS:
+        return f"expected {NUM_COLUMNS} tab-separated columns, found {len(tokens)}"
+    if tokens[0] not in (b"0", b"1"):
+        return f"label: {_show(tokens[0])} is not 0 or 1"
+    for index, token in enumerate(tokens[1:]):
+        name = field_name(index)
+        if not token:
+            continue
+        if index < NUM_DENSE:
+            if not _INTEGER.fullmatch(token):
+                return f"field {name}: {_show(token)} is not an integer"
+            if len(token) > _MAX_INT_CHARS:
+                return f"field {name}: {_show(token)} is longer than {_MAX_INT_CHARS} characters"
+        else:
+            if not _HEX_TOKEN.fullmatch(token):
+                return f"field {name}: {_show(token)} is not a hex token"
+            if len(token) > _MAX_HEX_CHARS or int(token, 16) >= 1 << 63:
+                return (f"field {name}: {_show(token)} is out of range "
+                        "(at most 16 hex digits, below 8000000000000000)")
+    raise AssertionError(f"line judged bad but no fault found: {line!r}")
+
+
+def _show(token: bytes) -> str:
+    text = token.decode("utf-8", errors="replace")
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+class VocabularyBuilder:
+    """Counts categorical tokens per field and the max of each dense field over chunks.
+
+    Memory grows with the number of distinct tokens, not rows: each chunk is reduced
+    with ``np.unique`` and the partial counts are merged once they grow as large as the
+    merged table.
+    """
+
+    def __init__(self) -> None:
+        self._tokens = [np.empty(0, np.int64) for _ in range(NUM_CATEGORICAL)]
+        self._counts = [np.empty(0, np.int64) for _ in range(NUM_CATEGORICAL)]
+        self._pending: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(NUM_CATEGORICAL)]
+        self._pending_size = [0] * NUM_CATEGORICAL
+        self._dense_max = np.full(NUM_DENSE, -np.inf)
+        self.rows = 0
+
+    def update(self, chunk: RawChunk, mask: np.ndarray | None = None) -> None:
+        """Count the rows of ``chunk`` (only those where ``mask`` is true, if given)."""
+        dense, categorical = chunk.dense, chunk.categorical
+        if mask is not None:
+            dense, categorical = dense[mask], categorical[mask]
+        self.rows += len(dense)
+        self._dense_max = np.fmax(self._dense_max, np.fmax.reduce(dense, axis=0, initial=-np.inf))
+        for f in range(NUM_CATEGORICAL):
+            column = categorical[:, f]
+            tokens, counts = np.unique(column[column >= 0], return_counts=True)
+            self._pending[f].append((tokens, counts.astype(np.int64)))
+            self._pending_size[f] += len(tokens)
+            if self._pending_size[f] >= max(len(self._tokens[f]), 1 << 16):
+                self._merge(f)
+
+    def _merge(self, f: int) -> None:
+        parts = [(self._tokens[f], self._counts[f])] + self._pending[f]
+        self._tokens[f], self._counts[f] = _sum_by_token(
+            np.concatenate([t for t, _ in parts]), np.concatenate([c for _, c in parts]))
+        self._pending[f] = []
+        self._pending_size[f] = 0
+
+    def build(self, threshold: int) -> Vocabulary:
+        """A Vocabulary admitting the tokens seen more than ``threshold`` times."""
+        if threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        admitted = []
+        for f in range(NUM_CATEGORICAL):
+            self._merge(f)
+            admitted.append(self._tokens[f][self._counts[f] > threshold])
+        dense_max = np.where(np.isfinite(self._dense_max) & (self._dense_max > 0),
+                             self._dense_max, 1.0)
+        return Vocabulary(threshold=int(threshold), dense_max=dense_max, tokens=tuple(admitted))
+
+
+def _sum_by_token(tokens: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct tokens and the summed counts of each."""
+    if tokens.size == 0:
+        return tokens, counts
+    order = np.argsort(tokens, kind="stable")
+    tokens = tokens[order]
+    first = np.flatnonzero(np.r_[True, tokens[1:] != tokens[:-1]])
+    return tokens[first], np.add.reduceat(counts[order], first)
+
+
+@dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """One id space for all 39 fields, laid out as MindRec does.
+
+    Dense field i (0..12) has id i. Categorical field f (0..25) owns the ids
+    ``base_f .. base_f + n_f`` where ``base_f = 13 + sum_{g<f} (1 + n_g)``: ``base_f`` is
+    its OOV id (rare, unseen and missing tokens) and its ``n_f`` admitted tokens follow
+    in ascending token order.
+
+    Attributes:
+        threshold: a token was admitted when seen more than this many times.
+        dense_max: float64 (13,), divisor of each dense field (max seen, 1.0 if <= 0).
+        tokens: 26 sorted int64 arrays, the admitted tokens of each categorical field.
+    """
+
+    threshold: int
+    dense_max: np.ndarray
+    tokens: tuple[np.ndarray, ...]
+
+    @cached_property
+    def bases(self) -> np.ndarray:
+        """int64 (26,), the OOV id of each categorical field (first id of its range)."""
+        sizes = np.array([1 + len(t) for t in self.tokens], dtype=np.int64)
+        return NUM_DENSE + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+
+    @property
+    def field_sizes(self) -> list[int]:
+        """Ids owned by each of the 39 fields: 1 per dense field, 1 + n_f per categorical."""
+        return [1] * NUM_DENSE + [1 + len(t) for t in self.tokens]
+
+    @property
+    def size(self) -> int:
+        """Total number of ids."""
+        return NUM_DENSE + sum(1 + len(t) for t in self.tokens)
+
+    def save(self, path: str | Path) -> None:
+        """Write to one ``.npz`` file (no pickled objects)."""
+        offsets = np.concatenate([[0], np.cumsum([len(t) for t in self.tokens])]).astype(np.int64)
+        with open(path, "wb") as f:
+            np.savez(f, schema=np.array(_VOCAB_SCHEMA), threshold=np.int64(self.threshold),
+                     dense_max=self.dense_max.astype(np.float64),
+                     tokens=np.concatenate(self.tokens).astype(np.int64), offsets=offsets)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            schema = str(data["schema"]) if "schema" in data.files else None
+            if schema != _VOCAB_SCHEMA:
+                raise ValueError(f"{path}: not a {_VOCAB_SCHEMA} file (schema {schema!r})")
+            tokens, offsets = data["tokens"], data["offsets"]
+            return cls(threshold=int(data["threshold"]), dense_max=data["dense_max"],
+                       tokens=tuple(tokens[offsets[f]:offsets[f + 1]] for f in range(NUM_CATEGORICAL)))
+
+
+def encode(chunk: RawChunk, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode a chunk as MindRec feeds it to the models.
+
+    Returns:
+        ids: int32 (n, 39). Dense field i -> i; categorical -> its token's id or the
+            field's OOV id.
+        vals: float32 (n, 39). Dense x -> x / dense_max (0.0 if missing); categorical 1.0.
+        labels: float32 (n,).
+    """
+    n = len(chunk)
+    ids = np.empty((n, NUM_FIELDS), dtype=np.int32)
+    vals = np.ones((n, NUM_FIELDS), dtype=np.float32)
+    ids[:, :NUM_DENSE] = np.arange(NUM_DENSE, dtype=np.int32)
+    vals[:, :NUM_DENSE] = np.nan_to_num(chunk.dense / vocab.dense_max, nan=0.0)
+    for f, tokens in enumerate(vocab.tokens):
+        column = chunk.categorical[:, f]
+        pos = np.searchsorted(tokens, column)
+        found = tokens[np.minimum(pos, len(tokens) - 1)] == column if len(tokens) else False
+        ids[:, NUM_DENSE + f] = vocab.bases[f] + np.where(found, pos + 1, 0)
+    return ids, vals, chunk.labels.astype(np.float32)

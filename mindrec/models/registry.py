@@ -1,0 +1,33 @@
+"""Model registry: name -> network class. Every model takes (vocab_size, config, sparse)
+and returns ``(logits, penalty)`` from ``construct(ids, vals)`` and its optimizers from
+``optimizers()``."""
+from __future__ import annotations
+
+from mindrec.config import (MODEL_CONFIGS, SPARSE_AUTO_MIN_ROWS, ConfigError, RunConfig,
+                            SparseMode)
+
+
+def _classes() -> dict[str, type]:
+    from mindrec.models.dcn import DCN
+    from mindrec.models.wide_deep import WideDeep
+    return {"wide_deep": WideDeep, "dcn": DCN}
+
+
+def model_names() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return list(MODEL_CONFIGS)
+
+
+def use_sparse(mode: SparseMode, vocab_size: int) -> bool:
+    """Resolve the sparse setting for a table of ``vocab_size`` rows."""
+    if mode is SparseMode.AUTO:
+        return vocab_size >= SPARSE_AUTO_MIN_ROWS
+    return mode is SparseMode.ON
+
+
+def build_model(run: RunConfig, vocab_size: int):
+    """Instantiate ``run.model`` for a dataset with ``vocab_size`` ids."""
+    classes = _classes()
+    if run.model not in classes:
+        raise ConfigError(f"unknown model {run.model!r}; choose from {', '.join(classes)}")
+    return classes[run.model](vocab_size, run.model_config, use_sparse(run.train.sparse, vocab_size))

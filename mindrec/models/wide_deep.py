@@ -1,0 +1,69 @@
+"""Wide&Deep (Cheng et al., 2016) as trained by the original MindRec on Criteo.
+
+The wide part is one weight per id (a table of width 1) summed over the fields, trained
+with FTRL; the deep part is a value-scaled embedding per field fed to an MLP, trained
+with Adam (LazyAdam when the tables are sparse). The logit is wide + deep.
+
+Deviation from the original, on purpose: the L2 penalty (``deep_l2``) applies to the
+deep rows looked up in the batch rather than to the whole deep table on every step.
+Penalising the whole table makes every step's gradient table-sized, which FACTS.md
+measures as the main reason the original network is slower; per-row decay keeps the
+gradient sparse. Loss scaling (1024 in the original) is omitted: training is fp32.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import Parameter, nn, ops
+from mindspore.common.initializer import Zero, initializer
+
+from mindrec.config import WideDeepConfig
+from mindrec.data.criteo import NUM_FIELDS
+from mindrec.embedding.static import StaticEmbedding
+from mindrec.models.blocks import MLP, FeatureEmbedding
+
+
+class WideDeep(nn.Cell):
+    """Wide&Deep CTR model.
+
+    Args:
+        vocab_size (int): rows of both tables (the dataset's one id space).
+        config (WideDeepConfig): widths, regularisation and optimizer settings.
+        sparse (bool): sparse lookups (only touched rows get gradients).
+        num_fields (int): fields per sample (39 for Criteo).
+
+    Shapes:
+        ids (B, F) int32, vals (B, F) float32 -> logits (B, 1), penalty () float32.
+    """
+
+    def __init__(self, vocab_size: int, config: WideDeepConfig, sparse: bool,
+                 num_fields: int = NUM_FIELDS):
+        super().__init__()
+        self.config = config
+        self.wide_table = StaticEmbedding(vocab_size, 1, sparse, config.init_std)
+        self.wide_bias = Parameter(initializer(Zero(), (1,), ms.float32), name="wide_bias")
+        self.deep_embedding = FeatureEmbedding(
+            StaticEmbedding(vocab_size, config.emb_dim, sparse, config.init_std))
+        self.deep_tower = MLP(num_fields * config.emb_dim, config.deep_layers)
+        self.deep_head = nn.Dense(self.deep_tower.out_dim, 1)
+        self.deep_l2 = config.deep_l2
+
+    def construct(self, ids, vals):
+        wide = ops.reduce_sum(ops.squeeze(self.wide_table(ids), -1) * vals, 1)
+        wide = ops.expand_dims(wide, -1) + self.wide_bias
+        rows = self.deep_embedding(ids, vals)
+        deep = self.deep_head(self.deep_tower(ops.reshape(rows, (rows.shape[0], -1))))
+        penalty = self.deep_l2 * ops.reduce_sum(ops.square(rows)) / rows.shape[0]
+        return wide + deep, penalty
+
+    def optimizers(self) -> list[nn.Optimizer]:
+        """FTRL on the wide part, (Lazy)Adam on the deep part, as in the original."""
+        cfg = self.config
+        wide = [self.wide_table.table, self.wide_bias]
+        wide_ids = {id(p) for p in wide}
+        deep = [p for p in self.trainable_params() if id(p) not in wide_ids]
+        adam = nn.LazyAdam if self.deep_embedding.table.sparse else nn.Adam
+        return [
+            nn.FTRL(wide, learning_rate=cfg.wide_lr, l1=cfg.ftrl_l1, l2=cfg.ftrl_l2,
+                    initial_accum=cfg.ftrl_initial_accum),
+            adam(deep, learning_rate=cfg.deep_lr, eps=cfg.adam_eps),
+        ]

@@ -1,0 +1,69 @@
+"""The compiled training step.
+
+FACTS.md measured the fastest correct MindSpore 2.10 CPU path: ``value_and_grad`` called
+inside a GRAPH-mode ``Cell.construct`` with the optimizers as Cells (1.5-2x faster than
+the same step under ``ms.jit``). Each model returns ``(logits, penalty)`` and lists its
+optimizers; the step splits the gradient tuple between them.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import ParameterTuple, nn, ops
+
+
+class LossCell(nn.Cell):
+    """Mean sigmoid cross-entropy of the logits plus the model's penalty term."""
+
+    def __init__(self, network: nn.Cell):
+        super().__init__(auto_prefix=False)
+        self.network = network
+        self.bce = nn.BCEWithLogitsLoss(reduction="mean")
+
+    def construct(self, ids, vals, labels):
+        logits, penalty = self.network(ids, vals)
+        return self.bce(logits, labels) + penalty
+
+
+class TrainStep(nn.Cell):
+    """One optimisation step: loss, gradients, then every optimizer on its parameters.
+
+    Shapes:
+        ids (B, F) int32, vals (B, F) float32, labels (B, 1) float32 -> loss () float32.
+    """
+
+    def __init__(self, network: nn.Cell):
+        super().__init__(auto_prefix=False)
+        self.loss_cell = LossCell(network)
+        optimizers = network.optimizers()
+        self.optimizers = nn.CellList(optimizers)
+        params = [p for opt in optimizers for p in opt.parameters]
+        bounds = [0]
+        for opt in optimizers:
+            bounds.append(bounds[-1] + len(opt.parameters))
+        self.bounds = tuple(bounds)
+        self.grad_fn = ops.value_and_grad(self.loss_cell, None, ParameterTuple(params))
+
+    def construct(self, ids, vals, labels):
+        loss, grads = self.grad_fn(ids, vals, labels)
+        for i, opt in enumerate(self.optimizers):
+            opt(grads[self.bounds[i]:self.bounds[i + 1]])
+        return loss
+
+
+class Predict(nn.Cell):
+    """Click probabilities ``sigmoid(logits)`` of shape (B, 1)."""
+
+    def __init__(self, network: nn.Cell):
+        super().__init__(auto_prefix=False)
+        self.network = network
+
+    def construct(self, ids, vals):
+        logits, _ = self.network(ids, vals)
+        return ops.sigmoid(logits)
+
+
+def configure_runtime(seed: int, device: str = "CPU") -> None:
+    """Select the device, GRAPH mode and the global seed (call before building models)."""
+    ms.set_device(device)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(seed)
