@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job on the embedded synthetic data.
+# The main job: the quick sweep on the embedded synthetic data, then the report.
 bench: $(STAMP)
-	$(BIN)/python -m bench.main_job
+	$(BIN)/mindrec-bench sweep --suite quick
+	$(BIN)/mindrec-bench report
 
 # Fast default suite (slow tests excluded); `make test-all` runs everything.
 test: $(STAMP)

@@ -51,6 +51,36 @@ def _train(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from bench.suite import load_suite
+    from bench.sweep import run_sweep
+    store = run_sweep(load_suite(args.suite), args.results, run_id=args.run_id,
+                      resume=args.resume, only=args.only)
+    print(f"records: {store}")
+    return 0
+
+
+def _report(args) -> int:
+    from bench.report import write_report
+    runs_dir = args.results / "runs"
+    run_ids = args.run or [latest_run(runs_dir)]
+    paths = [runs_dir / f"{run_id}.jsonl" for run_id in run_ids]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such run")
+    md, html = write_report(paths, args.out or args.results)
+    print(f"report: {md}\nreport: {html}")
+    return 0
+
+
+def latest_run(runs_dir: Path) -> str:
+    """Id of the most recently written run in ``runs_dir``."""
+    stores = sorted(runs_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+    if not stores:
+        raise FileNotFoundError(f"{runs_dir}: no runs yet (run `mindrec-bench sweep` first)")
+    return stores[-1].stem
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb."""
     parser = argparse.ArgumentParser(prog="mindrec-bench", description=__doc__)
@@ -91,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint", type=Path, help="save the trained model (.safetensors)")
     train.add_argument("--out", type=Path, help="write the result record (JSON)")
     train.set_defaults(func=_train)
+
+    sweep = verbs.add_parser("sweep", help="run a benchmark suite, one subprocess per cell")
+    sweep.add_argument("--suite", default="quick", help="quick|standard|full or a YAML path")
+    sweep.add_argument("--run-id", help="default: the current UTC time")
+    sweep.add_argument("--resume", action="store_true",
+                       help="finish run --run-id, skipping cells already recorded")
+    sweep.add_argument("--only", help="run only cells matching K=V[,K=V...], e.g. model=dcn")
+    sweep.add_argument("--results", type=Path, default=Path("results"))
+    sweep.set_defaults(func=_sweep)
+
+    report = verbs.add_parser("report", help="write report.md and report.html")
+    report.add_argument("--run", action="append",
+                        help="run id (repeat to compare two runs); default: the latest")
+    report.add_argument("--results", type=Path, default=Path("results"))
+    report.add_argument("--out", type=Path, help="output dir (default: --results)")
+    report.set_defaults(func=_report)
     return parser
 
 

@@ -7,44 +7,51 @@ import subprocess
 import threading
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
 
-class PeakRSSSampler:
-    """Samples the resident memory of a process and all its children in a thread.
+class PeakMemorySampler:
+    """Samples memory in a background thread: the resident set of a process and all its
+    children, and optionally device memory through ``device_probe`` (MB used now).
 
-    Use as a context manager; ``peak_mb`` holds the largest total seen. The interval
-    trades resolution for overhead (a sample costs ~0.1 ms per process).
+    Use as a context manager; ``peak_rss_mb`` and ``peak_device_mb`` (None without a
+    probe) hold the largest values seen. One RSS sample costs ~0.1 ms per process.
 
     Example::
 
-        with PeakRSSSampler() as sampler:
+        with PeakMemorySampler() as sampler:
             work()
-        print(sampler.peak_mb)
+        print(sampler.peak_rss_mb)
     """
 
-    def __init__(self, pid: int | None = None, interval_s: float = 0.05):
+    def __init__(self, pid: int | None = None, interval_s: float = 0.05,
+                 device_probe: Callable[[], float] | None = None):
         self.process = psutil.Process(pid or os.getpid())
         self.interval_s = interval_s
-        self.peak_bytes = 0
+        self.device_probe = device_probe
+        self.peak_rss_bytes = 0
+        self.peak_device_mb = None if device_probe is None else 0.0
         self.samples = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
 
     @property
-    def peak_mb(self) -> float:
-        return self.peak_bytes / 2**20
+    def peak_rss_mb(self) -> float:
+        return self.peak_rss_bytes / 2**20
 
     def sample(self) -> int:
-        """Take one sample now; returns the tree's RSS in bytes."""
+        """Take one sample now; returns the process tree's RSS in bytes."""
         total = 0
         for proc in [self.process, *self.process.children(recursive=True)]:
             try:
                 total += proc.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        self.peak_bytes = max(self.peak_bytes, total)
+        self.peak_rss_bytes = max(self.peak_rss_bytes, total)
+        if self.device_probe is not None:
+            self.peak_device_mb = max(self.peak_device_mb, self.device_probe())
         self.samples += 1
         return total
 
@@ -55,7 +62,7 @@ class PeakRSSSampler:
             except psutil.NoSuchProcess:
                 return
 
-    def __enter__(self) -> "PeakRSSSampler":
+    def __enter__(self) -> "PeakMemorySampler":
         self.sample()
         self._thread.start()
         return self
@@ -67,6 +74,14 @@ class PeakRSSSampler:
             self.sample()
         except psutil.NoSuchProcess:
             pass
+
+
+def nvml_used_mb_probe(index: int = 0) -> Callable[[], float]:
+    """A probe returning the used memory (MB) of GPU ``index``; needs NVML and a GPU."""
+    import pynvml
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    return lambda: pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
 
 
 def _version(package: str) -> str | None:

@@ -61,6 +61,19 @@ def validate(record: dict) -> dict:
     return record
 
 
+def new_record(*, run_id: str, cell_id: str, suite: str | None, spec: dict,
+               status: str = "ok", reason: str | None = None, metrics: dict | None = None,
+               started_at: str | None = None) -> dict:
+    """A record with this machine's environment and git state filled in."""
+    from bench.measure import environment, git_state
+    return {
+        "schema": SCHEMA, "run_id": run_id, "cell_id": cell_id, "suite": suite,
+        "started_at": started_at or now_iso(), "status": status, "reason": reason,
+        "git": git_state(Path(__file__).resolve().parent), "env": environment(),
+        "spec": spec, "metrics": metrics or {},
+    }
+
+
 def now_iso() -> str:
     """Current UTC time, ISO 8601 with seconds."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

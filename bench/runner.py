@@ -5,71 +5,68 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bench.measure import PeakRSSSampler, environment, git_state
-from bench.results import SCHEMA, new_run_id, now_iso
+from bench.hardware import select_device
+from bench.measure import PeakMemorySampler, nvml_used_mb_probe
+from bench.results import new_record, new_run_id, now_iso
 from mindrec.config import RunConfig
 from mindrec.data.convert import load_meta
-from mindrec.models.registry import use_sparse
+from mindrec.models.registry import flops_per_sample, use_sparse
 from mindrec.train import checkpoint
-from mindrec.train.trainer import build, evaluate, fit
+from mindrec.train.trainer import build, evaluate, fit, table_rows
 
 
-def train_and_measure(run: RunConfig, data_dir: str | Path, *, run_id: str | None = None,
-                      cell_id: str | None = None, suite: str | None = None,
+def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "cpu",
+                      run_id: str | None = None, cell_id: str | None = None,
+                      suite: str | None = None, limits: dict | None = None,
                       checkpoint_path: str | Path | None = None,
                       progress: TextIO | None = sys.stderr) -> dict:
-    """Train ``run`` on ``data_dir``, evaluate on its test split, return a result record."""
+    """Train ``run`` on ``data_dir``, evaluate on its test split, return a result record.
+
+    ``limits`` (from :func:`bench.limits.measure_limits`) adds the roofline fraction.
+    Raises :class:`bench.hardware.Unavailable` when ``hardware`` cannot be selected.
+    """
     data_dir = Path(data_dir)
     meta = load_meta(data_dir)
     started_at = now_iso()
-    with PeakRSSSampler() as sampler:
-        network = build(run, data_dir)
+    device = select_device(hardware)
+    probe = nvml_used_mb_probe() if hardware == "gpu" else None
+    with PeakMemorySampler(device_probe=probe) as sampler:
+        network = build(run, data_dir, device)
         result = fit(network, run, data_dir, progress=progress)
-        quality = evaluate(network, data_dir)
+        quality = evaluate(network, data_dir, table_size=run.train.table_size)
     if checkpoint_path is not None:
         checkpoint.save(network, checkpoint_path)
-    run_id = run_id or new_run_id()
-    return {
-        "schema": SCHEMA,
-        "run_id": run_id,
-        "cell_id": cell_id or f"{run.model}-{data_dir.name}",
-        "suite": suite,
-        "started_at": started_at,
-        "status": "ok",
-        "reason": None,
-        "git": git_state(Path(__file__).resolve().parent),
-        "env": environment(),
-        "spec": {
-            "model": run.model,
-            "dataset": str(data_dir),
-            "rows": int(meta["rows"]["train"]),
-            "vocab_size": int(meta["vocab_size"]),
-            "emb_dim": run.model_config.emb_dim,
-            "batch_size": run.train.batch_size,
-            "embedding": "static",
-            "mode": "standalone",
-            "workers": 1,
-            "hardware": "cpu",
-            "steps": result.steps,
-            "seed": run.train.seed,
-            "epochs": run.train.epochs,
-            "sparse": use_sparse(run.train.sparse, int(meta["vocab_size"])),
-        },
-        "metrics": {
-            "samples_per_s": result.samples_per_s,
-            "step_ms_p50": result.step_ms(50),
-            "step_ms_p90": result.step_ms(90),
-            "compile_s": result.compile_s,
-            "input_s": result.input_s,
-            "train_wall_s": result.wall_s,
-            "peak_rss_mb": sampler.peak_mb,
-            "peak_device_mb": None,
-            "train_loss_first": result.losses[0],
-            "train_loss_last": result.losses[-1],
-            "auc": quality.auc,
-            "logloss": quality.logloss,
-            "eval_rows": quality.rows,
-            "bayes_auc": meta.get("bayes_auc"),
-        },
+    rows = table_rows(run, data_dir)
+    flops = flops_per_sample(run)
+    metrics = {
+        "samples_per_s": result.samples_per_s,
+        "step_ms_p50": result.step_ms(50),
+        "step_ms_p90": result.step_ms(90),
+        "compile_s": result.compile_s,
+        "input_s": result.input_s,
+        "train_wall_s": result.wall_s,
+        "peak_rss_mb": sampler.peak_rss_mb,
+        "peak_device_mb": sampler.peak_device_mb,
+        "train_loss_first": result.losses[0],
+        "train_loss_last": result.losses[-1],
+        "auc": quality.auc,
+        "logloss": quality.logloss,
+        "eval_rows": quality.rows,
+        "bayes_auc": meta.get("bayes_auc"),
+        "flops_per_sample": flops,
     }
-
+    if limits is not None:
+        ceiling = limits["sgemm_gflops"] * 1e9 / (3.0 * flops)
+        metrics["roofline_samples_per_s"] = ceiling
+        metrics["roofline_fraction"] = result.samples_per_s / ceiling
+    spec = {
+        "model": run.model, "dataset": str(data_dir), "rows": int(meta["rows"]["train"]),
+        "vocab_size": rows, "table_size": rows, "data_vocab": int(meta["vocab_size"]),
+        "emb_dim": run.model_config.emb_dim, "batch_size": run.train.batch_size,
+        "embedding": "static", "mode": "standalone", "workers": 1, "hardware": hardware,
+        "steps": result.steps, "seed": run.train.seed, "epochs": run.train.epochs,
+        "sparse": use_sparse(run.train.sparse, rows),
+    }
+    return new_record(run_id=run_id or new_run_id(),
+                      cell_id=cell_id or f"{run.model}-{data_dir.name}", suite=suite,
+                      spec=spec, metrics=metrics, started_at=started_at)

@@ -19,6 +19,10 @@ import typing
 from dataclasses import dataclass, field
 
 
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names it."""
+
+
 class SparseMode(str, enum.Enum):
     """How embedding gradients are applied."""
 
@@ -71,6 +75,18 @@ class TrainConfig:
     sparse: SparseMode = SparseMode.AUTO
     log_every: int = 50
     max_steps: int | None = None  # stop early (benchmarks); None = full epochs
+    warmup_steps: int = 1  # excluded from step timing; the first one is the compile
+    # Rows of the embedding tables; None = the dataset's vocabulary. A larger table
+    # spreads the dataset's ids over all its rows (see mindrec.train.trainer.spread_ids).
+    table_size: int | None = None
+
+    def __post_init__(self):
+        for name in ("batch_size", "epochs", "log_every", "warmup_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps <= self.warmup_steps:
+            raise ConfigError(f"train.max_steps ({self.max_steps}) must exceed "
+                              f"train.warmup_steps ({self.warmup_steps})")
 
 
 MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig}
@@ -104,10 +120,6 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-class ConfigError(ValueError):
-    """A configuration key or value is wrong; the message names it."""
-
-
 def from_dict(cls, values: dict, where: str = "config"):
     """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types.
 
@@ -122,6 +134,11 @@ def from_dict(cls, values: dict, where: str = "config"):
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
                           f"valid keys: {', '.join(sorted(names))}")
+    missing = sorted(f.name for f in dataclasses.fields(cls)
+                     if f.name not in values and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
 
 

@@ -14,12 +14,13 @@ import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, reduce
 from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 NUM_DENSE = 13
 NUM_CATEGORICAL = 26
@@ -30,13 +31,16 @@ OnBadRow = Literal["stop", "skip"]
 
 _MAX_INT_CHARS = 20  # sign + 19 digits
 _MAX_HEX_CHARS = 16
+_PADDING = 24  # bytes after a chunk, so 24-byte windows may start at any token
+_LOW_BYTES = np.array([(1 << (8 * j)) - 1 for j in range(9)], dtype=np.uint64)
 _TAB, _NEWLINE, _MINUS = 9, 10, 45
 _VOCAB_SCHEMA = "mindrec-vocabulary/1"
 _INTEGER = re.compile(rb"-?[0-9]+")
 _HEX_TOKEN = re.compile(rb"[0-9a-fA-F]+")
 
-# Byte -> hex digit value; 255 marks a byte that is not a hex digit.
+# Byte -> hex digit value; 255 marks a byte that is not a hex digit; 0 (padding) -> 0.
 _HEX_VALUE = np.full(256, 255, dtype=np.uint8)
+_HEX_VALUE[0] = 0
 for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX_VALUE[_c] = _i
 for _i, _c in enumerate(b"ABCDEF"):
@@ -80,11 +84,6 @@ class RawChunk:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def select(self, mask: np.ndarray) -> RawChunk:
-        """The rows where ``mask`` is true (``bad_lines`` is not carried over)."""
-        return RawChunk(self.line_numbers[mask], self.labels[mask], self.dense[mask],
-                        self.categorical[mask])
-
 
 def iter_chunks(path: str | Path, chunk_rows: int = 100_000, on_bad_row: OnBadRow = "stop",
                 digest=None) -> Iterator[RawChunk]:
@@ -113,8 +112,7 @@ def iter_chunks(path: str | Path, chunk_rows: int = 100_000, on_bad_row: OnBadRo
                 lines = list(islice(lines_in, chunk_rows))
             except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
                 raise CriteoFormatError(
-                    path, None, f"truncated or corrupt gzip stream after line {first_line - 1} "
-                    f"or later ({exc})") from exc
+                    path, None, f"truncated or corrupt gzip stream: {exc}") from exc
             if not lines:
                 break
             yield _parse_chunk(path, lines, first_line, on_bad_row)
@@ -162,32 +160,25 @@ def _parse_chunk(path: Path, lines: list[bytes], first_line: int,
     """Decode a list of raw lines (newline-terminated, except possibly the last)."""
     if not lines[-1].endswith(b"\n"):
         lines[-1] += b"\n"
-    buf = np.frombuffer(b"".join(lines), dtype=np.uint8)
+    # Zero padding lets fixed-width windows start at any token (see _token_bytes).
+    buf = np.frombuffer(b"".join(lines) + bytes(_PADDING), dtype=np.uint8)
     n_lines = len(lines)
 
-    # Every tab or newline ends a token; a line's columns = its separators.
-    seps = np.flatnonzero((buf == _TAB) | (buf == _NEWLINE))
-    is_newline = buf[seps] == _NEWLINE
-    line_of_sep = np.cumsum(is_newline) - is_newline
-    columns = np.bincount(line_of_sep, minlength=n_lines)
-    well_formed = columns == NUM_COLUMNS
+    well_formed, starts, lengths, line_ends = _split_tokens(buf)
 
-    # Tokens of well-formed lines, in (row, column) layout.
-    keep = well_formed[line_of_sep]
-    ends = seps[keep].reshape(-1, NUM_COLUMNS)
-    starts = np.empty_like(seps)
-    starts[0] = 0
-    starts[1:] = seps[:-1] + 1
-    starts = starts[keep].reshape(-1, NUM_COLUMNS)
-    lengths = ends - starts
-
-    label_ok = (lengths[:, 0] == 1) & ((buf[starts[:, 0]] == ord("0")) | (buf[starts[:, 0]] == ord("1")))
-    labels = (buf[starts[:, 0]] == ord("1")).astype(np.int8)
-    dense, dense_ok = _parse_ints(buf, starts[:, 1:1 + NUM_DENSE], lengths[:, 1:1 + NUM_DENSE])
-    categorical, cat_ok = _parse_hex(buf, starts[:, 1 + NUM_DENSE:], lengths[:, 1 + NUM_DENSE:])
+    label_char = buf[starts[:, 0]]
+    label_ok = (lengths[:, 0] == 1) & ((label_char == ord("0")) | (label_char == ord("1")))
+    labels = (label_char == ord("1")).astype(np.int8)
+    dense_columns = slice(1, 1 + NUM_DENSE)
+    dense, dense_ok = _parse_ints(buf, np.ascontiguousarray(starts[:, dense_columns]),
+                                  np.ascontiguousarray(lengths[:, dense_columns]))
+    categorical, cat_ok = _parse_hex(buf, np.ascontiguousarray(starts[:, 1 + NUM_DENSE:]),
+                                     np.ascontiguousarray(lengths[:, 1 + NUM_DENSE:]))
 
     good = np.zeros(n_lines, dtype=bool)
     good[well_formed] = label_ok & dense_ok.all(axis=1) & cat_ok.all(axis=1)
+    nul_at = np.flatnonzero(buf[:-_PADDING] == 0)  # the parsers read zero bytes as padding
+    good[np.searchsorted(line_ends, nul_at)] = False
     line_numbers = first_line + np.arange(n_lines, dtype=np.int64)
     if good.all():
         return RawChunk(line_numbers, labels, dense, categorical)
@@ -200,24 +191,65 @@ def _parse_chunk(path: Path, lines: list[bytes], first_line: int,
                     bad_lines=line_numbers[~good].tolist())
 
 
+def _split_tokens(buf: np.ndarray):
+    """Locate the tokens of a chunk of newline-terminated lines.
+
+    Returns:
+        well_formed: bool (lines,), the line has NUM_COLUMNS tab-separated columns.
+        starts, lengths: int64 (well-formed lines, NUM_COLUMNS), each token's offset in
+            ``buf`` and its length.
+        line_ends: int64 (lines,), the offset of each line's newline.
+    """
+    seps = np.flatnonzero((buf == _TAB) | (buf == _NEWLINE))  # each ends a token
+    newline_at = np.flatnonzero(buf[seps] == _NEWLINE)
+    columns = np.diff(newline_at, prepend=-1)
+    well_formed = columns == NUM_COLUMNS
+    starts = np.empty_like(seps)
+    starts[0] = 0
+    starts[1:] = seps[:-1] + 1
+    lengths = seps - starts
+    if not well_formed.all():
+        keep = np.repeat(well_formed, columns)
+        starts, lengths = starts[keep], lengths[keep]
+    return (well_formed, starts.reshape(-1, NUM_COLUMNS), lengths.reshape(-1, NUM_COLUMNS),
+            seps[newline_at])
+
+
+def _token_bytes(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                 width: int) -> np.ndarray:
+    """Copy each token's first ``width`` bytes into a (..., width) uint8 array, zero-filled.
+
+    ``width`` is a multiple of 8 and ``buf`` extends at least ``width`` bytes past the
+    last token. Masking works on 8-byte words: word k keeps ``clip(length - 8k, 0, 8)``
+    low bytes.
+    """
+    window = sliding_window_view(buf, width)[starts]
+    words = window.view("<u8")
+    kept = lengths[..., None] - np.arange(0, width, 8)
+    words &= _LOW_BYTES[np.minimum(np.maximum(kept, 0), 8)]
+    return window
+
+
+def _any_set(flags: np.ndarray) -> np.ndarray:
+    """Reduce (..., width) uint8 flags (width a multiple of 8) to bool (...,): any non-zero."""
+    words = flags.view("<u8")
+    return reduce(np.bitwise_or, [words[..., k] for k in range(words.shape[-1])]) != 0
+
+
 def _parse_ints(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     """Decimal integers at ``buf[starts:starts+lengths]`` -> (float64 values, NaN if empty; ok)."""
-    width = min(int(lengths.max(initial=0)), _MAX_INT_CHARS)
-    ok = lengths <= _MAX_INT_CHARS
+    max_len = min(int(lengths.max(initial=0)), _MAX_INT_CHARS)
+    width = 8 * max(1, -(-max_len // 8))
+    chars = _token_bytes(buf, starts, np.minimum(lengths, width), width)
+    digits = chars - np.uint8(ord("0"))
+    negative = chars[..., 0] == _MINUS
+    allowed = (digits < 10) | (chars == 0)  # zero bytes are padding (NULs were rejected)
+    allowed[..., 0] |= negative
+    ok = ~_any_set(~allowed) & (lengths <= _MAX_INT_CHARS) & ~(negative & (lengths == 1))
     value = np.zeros(lengths.shape, dtype=np.float64)
-    negative = np.zeros(lengths.shape, dtype=bool)
-    for pos in range(width):  # Horner's rule, one character position at a time
-        active = lengths > pos
-        char = buf[np.where(active, starts + pos, 0)]
-        digit = char - np.uint8(ord("0"))
-        is_digit = active & (digit < 10)
-        if pos == 0:
-            negative = active & (char == _MINUS)
-            ok &= ~active | is_digit | negative
-        else:
-            ok &= ~active | is_digit
-        value = np.where(is_digit, value * 10.0 + digit, value)
-    ok &= ~(negative & (lengths == 1))  # a lone '-'
+    for pos in range(max_len):  # Horner's rule; padding and '-' are not digits
+        digit = digits[..., pos]
+        value = np.where(digit < 10, value * 10.0 + digit, value)
     value = np.where(negative, -value, value)
     value[lengths == 0] = np.nan
     return value, ok
@@ -229,14 +261,14 @@ def _parse_hex(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     Tokens have 1..16 hex digits and a value below 2**63, so that -1 stays free for
     "missing" and int64 order is numeric order.
     """
-    width = min(int(lengths.max(initial=0)), _MAX_HEX_CHARS)
-    ok = lengths <= _MAX_HEX_CHARS
-    value = np.zeros(lengths.shape, dtype=np.uint64)
-    for pos in range(width):
-        active = lengths > pos
-        digit = _HEX_VALUE[buf[np.where(active, starts + pos, 0)]]
-        ok &= ~active | (digit < 16)
-        value = np.where(active, (value << np.uint64(4)) | digit, value)
+    width = 8 if lengths.max(initial=0) <= 8 else _MAX_HEX_CHARS
+    used = np.minimum(lengths, width)
+    nibbles = _HEX_VALUE[_token_bytes(buf, starts, used, width)]  # padding -> 0
+    ok = ~_any_set(nibbles & np.uint8(0xF0)) & (lengths <= _MAX_HEX_CHARS)
+    # Pack nibble pairs into bytes and read them as one big-endian integer per token.
+    packed = (nibbles[..., 0::2] << np.uint8(4)) | nibbles[..., 1::2]
+    value = packed.view(">u4" if width == 8 else ">u8")[..., 0].astype(np.uint64)
+    value >>= (4 * (width - used)).astype(np.uint64)
     ok &= value < np.uint64(1 << 63)
     result = value.astype(np.int64)
     result[lengths == 0] = -1
@@ -248,6 +280,8 @@ def _bad_row_reason(line: bytes) -> str:
     tokens = line.rstrip(b"\n").split(b"\t")
     if len(tokens) != NUM_COLUMNS:
         return f"expected {NUM_COLUMNS} tab-separated columns, found {len(tokens)}"
+    if b"\0" in line:
+        return "contains a NUL byte"
     if tokens[0] not in (b"0", b"1"):
         return f"label: {_show(tokens[0])} is not 0 or 1"
     for index, token in enumerate(tokens[1:]):
@@ -284,17 +318,16 @@ class VocabularyBuilder:
     def __init__(self) -> None:
         self._tokens = [np.empty(0, np.int64) for _ in range(NUM_CATEGORICAL)]
         self._counts = [np.empty(0, np.int64) for _ in range(NUM_CATEGORICAL)]
-        self._pending: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(NUM_CATEGORICAL)]
+        self._pending: list[list[tuple[np.ndarray, np.ndarray]]] = [
+            [] for _ in range(NUM_CATEGORICAL)]
         self._pending_size = [0] * NUM_CATEGORICAL
         self._dense_max = np.full(NUM_DENSE, -np.inf)
-        self.rows = 0
 
     def update(self, chunk: RawChunk, mask: np.ndarray | None = None) -> None:
         """Count the rows of ``chunk`` (only those where ``mask`` is true, if given)."""
         dense, categorical = chunk.dense, chunk.categorical
         if mask is not None:
             dense, categorical = dense[mask], categorical[mask]
-        self.rows += len(dense)
         self._dense_max = np.fmax(self._dense_max, np.fmax.reduce(dense, axis=0, initial=-np.inf))
         for f in range(NUM_CATEGORICAL):
             column = categorical[:, f]
@@ -386,7 +419,8 @@ class Vocabulary:
                 raise ValueError(f"{path}: not a {_VOCAB_SCHEMA} file (schema {schema!r})")
             tokens, offsets = data["tokens"], data["offsets"]
             return cls(threshold=int(data["threshold"]), dense_max=data["dense_max"],
-                       tokens=tuple(tokens[offsets[f]:offsets[f + 1]] for f in range(NUM_CATEGORICAL)))
+                       tokens=tuple(tokens[offsets[f]:offsets[f + 1]]
+                                    for f in range(NUM_CATEGORICAL)))
 
 
 def encode(chunk: RawChunk, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -50,6 +50,12 @@ class MLP(nn.Cell):
         return self.net(x)
 
 
+def mlp_flops(in_dim: int, layers: tuple[int, ...]) -> int:
+    """Forward multiply-add FLOPs (2 per MAC) of an MLP, per sample."""
+    widths = (in_dim, *layers)
+    return sum(2 * a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
 class CrossNet(nn.Cell):
     """DCN cross layers: ``x_{l+1} = x0 * (x_l . w_l) + b_l + x_l``.
 
@@ -62,6 +68,11 @@ class CrossNet(nn.Cell):
         std = 1.0 / math.sqrt(dim)
         self.n_layers = n_layers
         self.weights = nn.CellList([_CrossWeight(dim, std) for _ in range(n_layers)])
+
+    @staticmethod
+    def flops(dim: int, n_layers: int) -> int:
+        """Forward FLOPs per sample: a dot product, a scale and two adds per layer."""
+        return n_layers * 5 * dim
 
     def construct(self, x0):
         x = x0

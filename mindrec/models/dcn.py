@@ -11,7 +11,7 @@ from mindspore import nn, ops
 from mindrec.config import DCNConfig
 from mindrec.data.criteo import NUM_FIELDS
 from mindrec.embedding.static import StaticEmbedding
-from mindrec.models.blocks import MLP, CrossNet, FeatureEmbedding
+from mindrec.models.blocks import MLP, CrossNet, FeatureEmbedding, mlp_flops
 
 
 class DCN(nn.Cell):
@@ -44,6 +44,13 @@ class DCN(nn.Cell):
         x0 = ops.reshape(rows, (rows.shape[0], -1))
         both = ops.concat((self.cross(x0), self.deep_tower(x0)), 1)
         return self.head(both), ops.zeros((), rows.dtype)
+
+    @staticmethod
+    def flops_per_sample(config: DCNConfig, num_fields: int = NUM_FIELDS) -> int:
+        """Forward FLOPs per sample: value scaling, cross layers, MLP and head."""
+        x0 = num_fields * config.emb_dim
+        return (x0 + CrossNet.flops(x0, config.cross_layers)
+                + mlp_flops(x0, config.deep_layers) + 2 * (x0 + config.deep_layers[-1]))
 
     def optimizers(self) -> list[nn.Optimizer]:
         """One Adam over all parameters (LazyAdam when the table is sparse)."""

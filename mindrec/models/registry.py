@@ -31,3 +31,8 @@ def build_model(run: RunConfig, vocab_size: int):
     if run.model not in classes:
         raise ConfigError(f"unknown model {run.model!r}; choose from {', '.join(classes)}")
     return classes[run.model](vocab_size, run.model_config, use_sparse(run.train.sparse, vocab_size))
+
+
+def flops_per_sample(run: RunConfig) -> int:
+    """Forward FLOPs per sample of ``run.model`` (the roofline's numerator)."""
+    return _classes()[run.model].flops_per_sample(run.model_config)

@@ -19,7 +19,7 @@ from mindspore.common.initializer import Zero, initializer
 from mindrec.config import WideDeepConfig
 from mindrec.data.criteo import NUM_FIELDS
 from mindrec.embedding.static import StaticEmbedding
-from mindrec.models.blocks import MLP, FeatureEmbedding
+from mindrec.models.blocks import MLP, FeatureEmbedding, mlp_flops
 
 
 class WideDeep(nn.Cell):
@@ -54,6 +54,12 @@ class WideDeep(nn.Cell):
         deep = self.deep_head(self.deep_tower(ops.reshape(rows, (rows.shape[0], -1))))
         penalty = self.deep_l2 * ops.reduce_sum(ops.square(rows)) / rows.shape[0]
         return wide + deep, penalty
+
+    @staticmethod
+    def flops_per_sample(config: WideDeepConfig, num_fields: int = NUM_FIELDS) -> int:
+        """Forward FLOPs per sample: value scaling, the wide sum and the deep MLP."""
+        x0 = num_fields * config.emb_dim
+        return x0 + 2 * num_fields + mlp_flops(x0, (*config.deep_layers, 1))
 
     def optimizers(self) -> list[nn.Optimizer]:
         """FTRL on the wide part, (Lazy)Adam on the deep part, as in the original."""

@@ -35,7 +35,7 @@ class TrainStep(nn.Cell):
         super().__init__(auto_prefix=False)
         self.loss_cell = LossCell(network)
         optimizers = network.optimizers()
-        self.optimizers = nn.CellList(optimizers)
+        self.optimizers = nn.CellList(optimizers, auto_prefix=False)
         params = [p for opt in optimizers for p in opt.parameters]
         bounds = [0]
         for opt in optimizers:

@@ -27,6 +27,7 @@ from mindrec.train.step import Predict, TrainStep, configure_runtime
 class TrainResult:
     """What one training run measured. Times in seconds unless the name says ms."""
 
+    batch_size: int
     steps: int = 0
     samples: int = 0
     compile_s: float = 0.0
@@ -41,10 +42,10 @@ class TrainResult:
 
     @property
     def samples_per_s(self) -> float:
-        """Throughput from the median step time (batch size / median step)."""
+        """Throughput from the median timed step (batch size / median step time)."""
         if not self.step_s:
             return float("nan")
-        return self.samples / self.steps / float(np.median(self.step_s))
+        return self.batch_size / float(np.median(self.step_s))
 
 
 @dataclass
@@ -58,17 +59,44 @@ class EvalResult:
     labels: np.ndarray
 
 
-def split_path(data_dir: Path, split: str) -> Path:
-    """Path of the MindRecord file of ``split`` ('train' or 'test') in a converted dir."""
-    meta = load_meta(data_dir)
-    return Path(data_dir) / meta["files"][split]
+# A prime above every table size we build, so id -> id * P mod rows is a bijection.
+_SPREAD_PRIME = 2_147_483_647
 
 
-def build(run: RunConfig, data_dir: Path):
-    """Configure the runtime and build the model for the dataset's vocabulary."""
-    configure_runtime(run.train.seed)
-    meta = load_meta(data_dir)
-    return build_model(run, int(meta["vocab_size"]))
+def spread_ids(ids: np.ndarray, table_size: int) -> np.ndarray:
+    """Map ids injectively over ``[0, table_size)``: ``id * P mod table_size``.
+
+    Used when a benchmark sizes the table beyond the dataset's vocabulary: the rows in
+    use are then scattered over the whole table, as in a real large table, instead of
+    packed at its start (which would flatter caches).
+    """
+    return (ids.astype(np.int64) * _SPREAD_PRIME % table_size).astype(np.int32)
+
+
+def table_rows(run: RunConfig, data_dir: Path) -> int:
+    """Rows of the model's tables: ``run.train.table_size`` or the dataset vocabulary."""
+    vocab = int(load_meta(data_dir)["vocab_size"])
+    size = run.train.table_size
+    if size is None:
+        return vocab
+    if size < vocab:
+        raise ValueError(f"train.table_size {size:,} is smaller than the vocabulary "
+                         f"({vocab:,} ids) of {data_dir}")
+    return size
+
+
+def batches(data_dir: Path, split: str, batch_size: int, table_size: int | None = None,
+            **options):
+    """Batches of ``split`` with ids spread over ``table_size`` rows when it is given."""
+    path = Path(data_dir) / load_meta(data_dir)["files"][split]
+    for ids, vals, labels in iter_batches(path, batch_size, **options):
+        yield (ids if table_size is None else spread_ids(ids, table_size)), vals, labels
+
+
+def build(run: RunConfig, data_dir: Path, device: str = "CPU"):
+    """Configure the runtime and build the model sized for the dataset (or table_size)."""
+    configure_runtime(run.train.seed, device)
+    return build_model(run, table_rows(run, data_dir))
 
 
 def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.stderr) -> TrainResult:
@@ -80,15 +108,14 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
     cfg = run.train
     step_fn = TrainStep(network)
     step_fn.set_train(True)
-    path = split_path(data_dir, "train")
-    result = TrainResult()
+    result = TrainResult(batch_size=cfg.batch_size)
     started = last_report = time.perf_counter()
     for epoch in range(cfg.epochs):
-        batches = iter_batches(path, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch,
-                               drop_remainder=True)
+        epoch_batches = batches(data_dir, "train", cfg.batch_size, cfg.table_size,
+                                shuffle=True, seed=cfg.seed + epoch, drop_remainder=True)
         while cfg.max_steps is None or result.steps < cfg.max_steps:
             fetch_start = time.perf_counter()
-            batch = next(batches, None)
+            batch = next(epoch_batches, None)
             if batch is None:
                 break
             ids, vals, labels = (Tensor(a) for a in batch)
@@ -98,7 +125,7 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
             elapsed = time.perf_counter() - step_start
             if result.steps == 0:
                 result.compile_s = elapsed
-            else:
+            elif result.steps >= cfg.warmup_steps:
                 result.step_s.append(elapsed)
             result.steps += 1
             result.samples += len(batch[2])
@@ -113,13 +140,15 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
                       f"{result.samples_per_s:,.0f} samples/s", file=progress, flush=True)
         if cfg.max_steps is not None and result.steps >= cfg.max_steps:
             break
-    if result.steps == 0:
-        raise ValueError(f"{path}: no full batch of {cfg.batch_size} rows to train on")
+    if result.steps <= cfg.warmup_steps:
+        raise ValueError(f"{data_dir}: {result.steps} full batches of {cfg.batch_size} rows; "
+                         f"more than warmup_steps={cfg.warmup_steps} are needed to time")
     result.wall_s = time.perf_counter() - started
     return result
 
 
-def evaluate(network, data_dir: Path, split: str = "test", batch_size: int = 4096) -> EvalResult:
+def evaluate(network, data_dir: Path, split: str = "test", batch_size: int = 4096,
+             table_size: int | None = None) -> EvalResult:
     """AUC and logloss of ``network`` over every row of ``split``.
 
     The last batch is padded to ``batch_size`` (and the padding dropped) so evaluation
@@ -128,7 +157,7 @@ def evaluate(network, data_dir: Path, split: str = "test", batch_size: int = 409
     predict = Predict(network)
     predict.set_train(False)
     preds, labels = [], []
-    for ids, vals, lab in iter_batches(split_path(data_dir, split), batch_size):
+    for ids, vals, lab in batches(data_dir, split, batch_size, table_size):
         n = len(lab)
         if n < batch_size:
             ids = np.pad(ids, ((0, batch_size - n), (0, 0)))

@@ -1,0 +1,71 @@
+"""One sweep cell in its own process: ``python -m bench.cell --spec JSON ...``.
+
+Its own process gives the cell its own peak memory, a fresh MindSpore context (device,
+mode), and turns a crash into a ``failed`` record instead of a dead sweep. The record
+is written to ``--out``; exit code 0 means the record is there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.hardware import Unavailable
+from bench.results import new_record, write_record
+from bench.runner import train_and_measure
+from bench.suite import CellSpec
+from mindrec.config import build_run_config, from_dict
+from mindrec.data.convert import load_meta
+
+
+def run_cell(spec: CellSpec, data_dir: Path, run_id: str, suite: str | None,
+             limits: dict | None) -> dict:
+    """Train and measure ``spec`` here; a cell that cannot run here becomes ``skipped``."""
+    run = spec.run_config(int(load_meta(data_dir)["rows"]["train"]))
+    try:
+        record = train_and_measure(run, data_dir, hardware=spec.hardware, run_id=run_id,
+                                   cell_id=spec.cell_id, suite=suite, limits=limits)
+    except Unavailable as exc:
+        return unmeasured_record(spec, run_id, suite, str(exc))
+    record["spec"].update(cell_spec=spec.to_dict(), mode=spec.mode, workers=spec.workers,
+                          embedding=spec.embedding)
+    return record
+
+
+def unmeasured_record(spec: CellSpec, run_id: str, suite: str | None, reason: str,
+                      status: str = "skipped") -> dict:
+    """A ``skipped`` or ``failed`` record: a cell that produced no measurements."""
+    return new_record(run_id=run_id, cell_id=spec.cell_id, suite=suite, status=status,
+                      reason=reason, spec=summary_spec(spec))
+
+
+def summary_spec(spec: CellSpec) -> dict:
+    """The record ``spec`` block of a cell that did not run (no dataset measured)."""
+    return {"model": spec.model, "dataset": f"synthetic rows={spec.rows} vocab={spec.vocab}",
+            "rows": spec.rows, "vocab_size": spec.table_size or spec.vocab,
+            "table_size": spec.table_size,
+            "emb_dim": build_run_config(spec.model, spec.preset).model_config.emb_dim,
+            "batch_size": spec.batch_size,
+            "embedding": spec.embedding, "mode": spec.mode, "workers": spec.workers,
+            "hardware": spec.hardware, "steps": spec.steps, "seed": spec.seed,
+            "cell_spec": spec.to_dict()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cell")
+    parser.add_argument("--spec", required=True, help="the CellSpec as JSON")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--suite")
+    parser.add_argument("--limits", type=Path, help="machine-limit JSON of the run")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    spec = from_dict(CellSpec, json.loads(args.spec), "--spec")
+    limits = json.loads(args.limits.read_text()) if args.limits else None
+    write_record(args.out, run_cell(spec, args.data, args.run_id, args.suite, limits))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Report plots: metric against table size, one line per configuration, as PNG bytes.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend state), so
+it runs headless and does not disturb a caller that uses another backend.
+"""
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def line_plot_png(frame: pd.DataFrame, y: str, by: list[str], *, title: str, ylabel: str,
+                  x: str = "table_size", xlabel: str = "table size (rows)") -> bytes | None:
+    """``y`` against ``x`` (log x), one line per distinct ``by`` combination.
+
+    Several cells at the same x in one line (e.g. repeated or differing only in a column
+    not in ``by``) are reduced to their median. Returns None when no row has both values.
+
+    Args:
+        frame: one row per cell with columns ``x``, ``y`` and ``by``.
+        y: the metric column.
+        by: the columns whose combination names a line (label ``a / b / c``).
+    """
+    data = frame.dropna(subset=[x, y])
+    if data.empty:
+        return None
+    points = data.groupby(by + [x], dropna=False)[y].median().reset_index()
+    fig = Figure(figsize=(7.5, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for key, line in points.groupby(by, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        line = line.sort_values(x)
+        ax.plot(line[x], line[y], marker="o", label=" / ".join(str(k) for k in key))
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
