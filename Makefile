@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench test test-all clean
+.PHONY: install bench test test-all gate gate-baseline asv asv-quick microbench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,35 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+# Performance gate: a short sweep checked against the committed baseline.
+GATE_BASELINE ?= results/baseline/gate-cpu.json
+GATE_RUN := gate-$(shell date -u +%Y%m%dT%H%M%S)
+gate: $(STAMP)
+	$(BIN)/mindrec-bench sweep --suite gate --run-id $(GATE_RUN)
+	$(BIN)/mindrec-bench gate --baseline $(GATE_BASELINE) --run $(GATE_RUN)
+
+# Re-measure the gate baseline on this machine (commit the result on its own).
+gate-baseline: $(STAMP)
+	$(BIN)/mindrec-bench sweep --suite gate --run-id $(GATE_RUN)
+	$(BIN)/mindrec-bench baseline --run $(GATE_RUN) --out $(GATE_BASELINE)
+
+# Regression tracking: build the current commit in its own virtualenv, benchmark, publish.
+ASV := $(BIN)/asv
+asv: $(STAMP)
+	$(ASV) machine --yes
+	$(ASV) run HEAD^! --show-stderr
+	$(ASV) publish
+
+# Quick look in .venv (working tree), filed under the current commit; clean trees only.
+asv-quick: $(STAMP)
+	$(ASV) machine --yes
+	$(ASV) run --environment existing:$(abspath $(BIN))/python --set-commit-hash $$(git rev-parse HEAD) --quick --show-stderr
+	$(ASV) publish
+
+# Micro suites: save the run, fail on a confirmed median regression (first run = baseline).
+microbench: $(STAMP)
+	$(BIN)/python bench/micro/run.py $(if $(MICROBENCH_THRESHOLD),--threshold $(MICROBENCH_THRESHOLD))
 
 clean:
 	rm -rf results/runs results/report.* results/cache

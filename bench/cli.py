@@ -73,6 +73,27 @@ def _report(args) -> int:
     return 0
 
 
+def _gate(args) -> int:
+    from bench.gate import Thresholds, format_checks, gate
+    limits = Thresholds(max_slowdown=args.max_slowdown, max_auc_drop=args.max_auc_drop,
+                        max_memory_growth=args.max_memory_growth,
+                        max_bayes_gap=args.max_bayes_gap)
+    checks, passed = gate(args.baseline, args.results / "runs", args.run, limits)
+    print(format_checks(checks))
+    failed = sum(c.verdict == "FAIL" for c in checks)
+    print(f"gate {'passed' if passed else 'FAILED'}: {len(checks)} checks, {failed} failed "
+          f"(run {args.run} against {args.baseline})")
+    return 0 if passed else 1
+
+
+def _baseline(args) -> int:
+    from bench.gate import make_baseline, write_baseline
+    baseline = make_baseline(args.results / "runs", args.run)
+    write_baseline(args.out, baseline)
+    print(f"baseline of {len(baseline['cells'])} cells from run {args.run} written to {args.out}")
+    return 0
+
+
 def latest_run(runs_dir: Path) -> str:
     """Id of the most recently written run in ``runs_dir``."""
     stores = sorted(runs_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
@@ -137,6 +158,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results", type=Path, default=Path("results"))
     report.add_argument("--out", type=Path, help="output dir (default: --results)")
     report.set_defaults(func=_report)
+
+    gate = verbs.add_parser("gate", help="check a run against a baseline; exit 1 on regression")
+    gate.add_argument("--baseline", type=Path, required=True)
+    gate.add_argument("--run", required=True, help="run id of a finished sweep")
+    gate.add_argument("--results", type=Path, default=Path("results"))
+    gate.add_argument("--max-slowdown", type=float, default=0.25,
+                      help="allowed drop of normalised throughput (fraction, default 0.25)")
+    gate.add_argument("--max-auc-drop", type=float, default=0.005,
+                      help="allowed AUC drop against the baseline (default 0.005)")
+    gate.add_argument("--max-memory-growth", type=float, default=0.15,
+                      help="allowed peak RSS growth (fraction, default 0.15)")
+    gate.add_argument("--max-bayes-gap", type=float, default=0.05,
+                      help="allowed AUC gap to the Bayes optimum of synthetic data")
+    gate.set_defaults(func=_gate)
+
+    baseline = verbs.add_parser("baseline", help="write a gate baseline from a finished run")
+    baseline.add_argument("--run", required=True)
+    baseline.add_argument("--out", type=Path, required=True)
+    baseline.add_argument("--results", type=Path, default=Path("results"))
+    baseline.set_defaults(func=_baseline)
     return parser
 
 

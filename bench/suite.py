@@ -54,6 +54,7 @@ class CellSpec:
     warmup_steps: int = 10
     seed: int = 0
     sparse: SparseMode = SparseMode.AUTO
+    repeat: int = 0  # repeated measurement of an otherwise identical cell (gates)
 
     def __post_init__(self):
         for name, allowed in (("model", tuple(MODEL_CONFIGS)), ("preset", tuple(PRESETS)),
@@ -65,6 +66,8 @@ class CellSpec:
         for name in ("workers", "rows", "vocab", "batch_size", "steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.repeat < 0:
+            raise ConfigError(f"repeat: must not be negative, got {self.repeat}")
 
     @property
     def cell_id(self) -> str:
@@ -72,7 +75,13 @@ class CellSpec:
         table = "data" if self.table_size is None else f"{self.table_size}"
         return (f"{self.model}-{self.hardware}-{self.mode}x{self.workers}-{self.embedding}"
                 f"-r{self.rows}-v{self.vocab}-t{table}-b{self.batch_size}-n{self.steps}"
-                f"-s{self.seed}-{self.preset}-{self.sparse.value}")
+                f"-s{self.seed}-{self.preset}-{self.sparse.value}"
+                + (f"-rep{self.repeat}" if self.repeat else ""))
+
+    @property
+    def measurement_id(self) -> str:
+        """The cell id shared by all repeats of this cell."""
+        return dataclasses.replace(self, repeat=0).cell_id
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

@@ -1,0 +1,165 @@
+"""Regression and quality gates: a run checked against a committed baseline.
+
+Throughput is compared as samples/s divided by the sgemm rate measured at the start of
+the same run (a machine-limit kernel), and as the median over the repeats of a cell, so
+a uniformly slower or noisier shared machine does not fail the gate. AUC is checked
+against the baseline and against the Bayes-optimal AUC of the synthetic test split;
+peak memory against the baseline.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+
+from bench.results import now_iso, read_records, write_atomic
+from bench.suite import CellSpec
+from mindrec.config import from_dict
+
+SCHEMA = "mindrec-bench/baseline/1"
+PASS, FAIL, NEW = "pass", "FAIL", "new"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Allowed changes before a check fails (fractions, AUC points)."""
+
+    max_slowdown: float = 0.25
+    max_auc_drop: float = 0.005
+    max_memory_growth: float = 0.15
+    max_bayes_gap: float = 0.05
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gate line: a metric of a cell, baseline against now."""
+
+    cell: str
+    metric: str
+    baseline: float | None
+    now: float | None
+    verdict: str
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline in (None, 0) or self.now is None:
+            return None
+        return self.now / self.baseline
+
+
+def run_paths(runs_dir: Path, run_id: str) -> tuple[Path, Path]:
+    """The record store and limits file of ``run_id``."""
+    store = Path(runs_dir) / f"{run_id}.jsonl"
+    limits = Path(runs_dir) / f"{run_id}.limits.json"
+    for path in (store, limits):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing (is {run_id!r} a finished sweep run?)")
+    return store, limits
+
+
+def summarize(records: list[dict], sgemm_gflops: float) -> dict[str, dict]:
+    """Per measurement (repeats pooled): medians of normalised throughput, AUC, memory."""
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        if record["status"] != "ok":
+            continue
+        spec = from_dict(CellSpec, record["spec"]["cell_spec"], f"record {record['cell_id']}")
+        groups.setdefault(spec.measurement_id, []).append(record["metrics"])
+    return {
+        cell: {
+            "repeats": len(metrics),
+            "samples_per_s": statistics.median(m["samples_per_s"] for m in metrics),
+            "samples_per_gflop": statistics.median(m["samples_per_s"] / sgemm_gflops
+                                                   for m in metrics),
+            "auc": statistics.median(m["auc"] for m in metrics),
+            "bayes_auc": metrics[0].get("bayes_auc"),
+            "peak_rss_mb": statistics.median(m["peak_rss_mb"] for m in metrics),
+        }
+        for cell, metrics in sorted(groups.items())
+    }
+
+
+def make_baseline(runs_dir: Path, run_id: str) -> dict:
+    """A baseline document from a finished run."""
+    store, limits_path = run_paths(runs_dir, run_id)
+    records = read_records(store)
+    limits = json.loads(limits_path.read_text())
+    cells = summarize(records, limits["sgemm_gflops"])
+    if not cells:
+        raise ValueError(f"{store}: no ok cells to make a baseline from")
+    return {"schema": SCHEMA, "created_at": now_iso(), "run_id": run_id,
+            "suite": records[0]["suite"], "git": records[0]["git"], "env": records[0]["env"],
+            "limits": limits, "cells": cells}
+
+
+def write_baseline(path: Path, baseline: dict) -> None:
+    """Write a baseline document atomically."""
+    write_atomic(path, json.dumps(baseline, indent=2, sort_keys=True) + "\n")
+
+
+def load_baseline(path: Path) -> dict:
+    """Read a baseline document, checking its schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such baseline (make one with "
+                                f"`mindrec-bench baseline --run ID --out {path}`)")
+    baseline = json.loads(path.read_text())
+    if baseline.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema {baseline.get('schema')!r}, expected {SCHEMA!r}")
+    return baseline
+
+
+def compare(baseline: dict, current: dict[str, dict], limits: Thresholds) -> list[Check]:
+    """Every check of ``current`` (from :func:`summarize`) against ``baseline``."""
+    checks = []
+    for cell, base in baseline["cells"].items():
+        now = current.get(cell)
+        if now is None:
+            checks.append(Check(cell, "present", None, None, FAIL, "cell missing from run"))
+            continue
+        checks.append(_at_least(cell, "samples/s per GFLOP/s", base["samples_per_gflop"],
+                                now["samples_per_gflop"],
+                                base["samples_per_gflop"] * (1 - limits.max_slowdown)))
+        checks.append(_at_least(cell, "auc vs baseline", base["auc"], now["auc"],
+                                base["auc"] - limits.max_auc_drop))
+        if now["bayes_auc"] is not None:
+            checks.append(_at_least(cell, "auc vs Bayes optimum", now["bayes_auc"],
+                                    now["auc"], now["bayes_auc"] - limits.max_bayes_gap))
+        growth_limit = base["peak_rss_mb"] * (1 + limits.max_memory_growth)
+        checks.append(Check(cell, "peak_rss_mb", base["peak_rss_mb"], now["peak_rss_mb"],
+                            PASS if now["peak_rss_mb"] <= growth_limit else FAIL,
+                            f"limit {growth_limit:,.0f}"))
+    for cell in sorted(set(current) - set(baseline["cells"])):
+        checks.append(Check(cell, "present", None, None, NEW, "not in the baseline"))
+    return checks
+
+
+def _at_least(cell: str, metric: str, base: float, now: float, floor: float) -> Check:
+    return Check(cell, metric, base, now, PASS if now >= floor else FAIL,
+                 f"floor {floor:.4g}")
+
+
+def format_checks(checks: list[Check]) -> str:
+    """The gate table: cell, metric, baseline, now, ratio, verdict."""
+    rows = [(c.cell, c.metric, _fmt(c.baseline), _fmt(c.now),
+             "" if c.ratio is None else f"{c.ratio:.3f}", c.verdict, c.note) for c in checks]
+    return tabulate(rows, headers=["cell", "metric", "baseline", "now", "ratio", "verdict",
+                                   "note"])
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def gate(baseline_path: Path, runs_dir: Path, run_id: str,
+         limits: Thresholds) -> tuple[list[Check], bool]:
+    """Checks of run ``run_id`` against the baseline, and whether all passed."""
+    baseline = load_baseline(baseline_path)
+    store, limits_path = run_paths(runs_dir, run_id)
+    sgemm = json.loads(limits_path.read_text())["sgemm_gflops"]
+    checks = compare(baseline, summarize(read_records(store), sgemm), limits)
+    return checks, all(c.verdict != FAIL for c in checks)

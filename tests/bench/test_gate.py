@@ -1,0 +1,95 @@
+"""Gate logic on hand-made records: normalisation, repeats, verdicts, exit codes."""
+import json
+
+import pytest
+
+from bench.cli import main
+from bench.gate import FAIL, NEW, PASS, Thresholds, compare, make_baseline, summarize
+from bench.results import append_record, write_atomic
+from bench.suite import CellSpec
+
+from test_results import record as make_record
+
+
+def cell_record(model="dcn", repeat=0, sps=1000.0, auc=0.78, rss=800.0, bayes=0.80):
+    spec = CellSpec(model=model, repeat=repeat)
+    r = make_record(cell_id=spec.cell_id)
+    r["spec"]["cell_spec"] = spec.to_dict()
+    r["metrics"].update(samples_per_s=sps, auc=auc, peak_rss_mb=rss, bayes_auc=bayes)
+    return r
+
+
+def write_run(runs, run_id, records, sgemm=200.0):
+    for r in records:
+        append_record(runs / f"{run_id}.jsonl", r)
+    write_atomic(runs / f"{run_id}.limits.json",
+                 json.dumps({"sgemm_gflops": sgemm, "mem_bw_gbs": 20.0, "measured_at": "x"}))
+
+
+def test_repeats_pool_into_medians():
+    summary = summarize([cell_record(repeat=0, sps=900), cell_record(repeat=1, sps=1000),
+                         cell_record(repeat=2, sps=5000)], sgemm_gflops=100)
+    (cell,) = summary.values()
+    assert cell["repeats"] == 3 and cell["samples_per_s"] == 1000
+    assert cell["samples_per_gflop"] == 10
+
+
+def verdicts(base_records, now_records, base_sgemm=200.0, now_sgemm=200.0, **thresholds):
+    base = {"cells": summarize(base_records, base_sgemm)}
+    checks = compare(base, summarize(now_records, now_sgemm), Thresholds(**thresholds))
+    return {c.metric: c.verdict for c in checks if c.verdict != NEW}, checks
+
+
+def test_unchanged_run_passes_and_a_30_percent_slowdown_fails():
+    base = [cell_record(repeat=i) for i in range(3)]
+    ok, _ = verdicts(base, [cell_record(repeat=i, sps=900) for i in range(3)])
+    assert set(ok.values()) == {PASS}
+    slow, _ = verdicts(base, [cell_record(repeat=i, sps=700) for i in range(3)])
+    assert slow["samples/s per GFLOP/s"] == FAIL
+
+
+def test_throughput_is_normalised_by_the_machine_limit():
+    """A machine 30% slower in sgemm too is not a regression of the code."""
+    base = [cell_record(sps=1000)]
+    ok, _ = verdicts(base, [cell_record(sps=700)], base_sgemm=200, now_sgemm=140)
+    assert ok["samples/s per GFLOP/s"] == PASS
+
+
+def test_quality_and_memory_checks():
+    base = [cell_record(auc=0.78, rss=800)]
+    worse, _ = verdicts(base, [cell_record(auc=0.77, rss=1000, bayes=0.83)])
+    assert worse["auc vs baseline"] == FAIL
+    assert worse["peak_rss_mb"] == FAIL
+    assert worse["auc vs Bayes optimum"] == FAIL  # 0.83 - 0.77 > 0.05
+
+
+def test_missing_and_new_cells():
+    _, checks = verdicts([cell_record(model="dcn")], [cell_record(model="wide_deep")])
+    assert [(c.metric, c.verdict) for c in checks] == [("present", FAIL), ("present", NEW)]
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_run(runs, "base", [cell_record(repeat=i) for i in range(3)])
+    write_run(runs, "same", [cell_record(repeat=i, sps=980) for i in range(3)])
+    write_run(runs, "slow", [cell_record(repeat=i, sps=700) for i in range(3)])
+    baseline = tmp_path / "baseline.json"
+    assert main(["baseline", "--run", "base", "--out", str(baseline),
+                 "--results", str(tmp_path)]) == 0
+    assert json.loads(baseline.read_text())["cells"]
+    assert main(["gate", "--baseline", str(baseline), "--run", "same",
+                 "--results", str(tmp_path)]) == 0
+    assert main(["gate", "--baseline", str(baseline), "--run", "slow",
+                 "--results", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "gate FAILED" in out
+    assert main(["gate", "--baseline", str(tmp_path / "none.json"), "--run", "same",
+                 "--results", str(tmp_path)]) == 2
+
+
+def test_baseline_needs_ok_cells(tmp_path):
+    runs = tmp_path / "runs"
+    bad = make_record(status="failed", reason="boom", metrics={})
+    write_run(runs, "r", [bad])
+    with pytest.raises(ValueError, match="no ok cells"):
+        make_baseline(runs, "r")
