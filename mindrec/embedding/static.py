@@ -1,7 +1,7 @@
 """Static embedding table: a fixed id space [0, vocab_size) of trainable rows."""
 from __future__ import annotations
 
-from mindspore import nn
+from mindspore import nn, ops
 from mindspore.common.initializer import Normal
 
 
@@ -43,4 +43,13 @@ class StaticEmbedding(nn.Cell):
         return self.lookup.embedding_table
 
     def construct(self, ids):
-        return self.lookup(ids)
+        if not self.sparse:
+            return self.lookup(ids)
+        # The sparse gradient of a lookup carries one slice per occurrence of an id, and
+        # MindSpore's CPU lazy optimizers apply each slice as its own update: an id seen
+        # k times in a batch would be stepped k times. Looking up each id once and
+        # gathering back makes the slices unique (duplicates summed in the gather's
+        # gradient), which matches the dense path on the first step exactly.
+        unique_ids, inverse = ops.unique(ops.reshape(ids, (-1,)))
+        rows = ops.gather(self.lookup(unique_ids), inverse, 0)
+        return ops.reshape(rows, ids.shape + (self.dim,))

@@ -39,7 +39,10 @@ class WideDeep(nn.Cell):
                  num_fields: int = NUM_FIELDS):
         super().__init__()
         self.config = config
-        self.wide_table = StaticEmbedding(vocab_size, 1, sparse, config.init_std)
+        # Wide weights start at zero, the state FTRL itself implies (its weights are a
+        # function of its accumulators): dense FTRL would zero any other start on the
+        # first step while sparse FTRL keeps it for untouched rows.
+        self.wide_table = StaticEmbedding(vocab_size, 1, sparse, init_std=0.0)
         self.wide_bias = Parameter(initializer(Zero(), (1,), ms.float32), name="wide_bias")
         self.deep_embedding = FeatureEmbedding(
             StaticEmbedding(vocab_size, config.emb_dim, sparse, config.init_std))

@@ -2,6 +2,9 @@
 
 FACTS.md: safetensors saves a 135 MiB model in 0.04 s (the ckpt format takes 0.3 s).
 Only the network's parameters are saved (optimizer state is not part of a checkpoint).
+Parameters are keyed by their path in the network (``deep_tower.net.0.weight``), not by
+``Parameter.name``: graph compilation of a step with two optimizers renames parameters
+(``loss_cell.network....``), which would make checkpoints depend on how they were trained.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ def save(network: nn.Cell, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.safetensors")
     try:
-        ms.save_checkpoint(network, str(tmp), format="safetensors")
+        ms.save_checkpoint([{"name": name, "data": param}
+                            for name, param in network.parameters_and_names()],
+                           str(tmp), format="safetensors")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -33,6 +38,9 @@ def load(network: nn.Cell, path: str | Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     params = ms.load_checkpoint(str(path), format="safetensors")
-    missing, _ = ms.load_param_into_net(network, params, strict_load=True)
+    names = dict(network.parameters_and_names())
+    missing = sorted(set(names) - set(params))
     if missing:
         raise KeyError(f"{path}: checkpoint lacks parameters {', '.join(missing)}")
+    for name, param in names.items():
+        param.set_data(params[name])

@@ -35,14 +35,15 @@ def test_seeded_runs_repeat(tiny_data):
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
-def test_checkpoint_reload_gives_same_predictions(tiny_data, tmp_path):
-    run = small_run("dcn", max_steps=10)
+@pytest.mark.parametrize("model", ["wide_deep", "dcn"])
+def test_checkpoint_reload_gives_same_predictions(model, tiny_data, tmp_path):
+    run = small_run(model, max_steps=10)
     net = build(run, tiny_data)
     fit(net, run, tiny_data, progress=None)
     expected = evaluate(net, tiny_data).predictions
-    path = checkpoint.save(net, tmp_path / "dcn.safetensors")
+    path = checkpoint.save(net, tmp_path / f"{model}.safetensors")
 
-    fresh = build(small_run("dcn", seed=99), tiny_data)
+    fresh = build(small_run(model, seed=99), tiny_data)
     assert not np.allclose(evaluate(fresh, tiny_data).predictions, expected)
     checkpoint.load(fresh, path)
     np.testing.assert_array_equal(evaluate(fresh, tiny_data).predictions, expected)
