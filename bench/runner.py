@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bench.hardware import select_device
+from bench.limits import sgemm_gflops
 from bench.measure import PeakMemorySampler, nvml_used_mb_probe
 from bench.results import new_record, new_run_id, now_iso
 from mindrec.config import RunConfig
@@ -29,6 +30,9 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
     meta = load_meta(data_dir)
     started_at = now_iso()
     device = select_device(hardware)
+    # The same kernel as the run's limits, measured here just before training: the gate
+    # normalises throughput by the machine's state at this moment, not at run start.
+    cell_sgemm = sgemm_gflops(repeats=10)
     probe = nvml_used_mb_probe() if hardware == "gpu" else None
     with PeakMemorySampler(device_probe=probe) as sampler:
         network = build(run, data_dir, device)
@@ -54,6 +58,7 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
         "eval_rows": quality.rows,
         "bayes_auc": meta.get("bayes_auc"),
         "flops_per_sample": flops,
+        "sgemm_gflops": cell_sgemm,
     }
     if limits is not None:
         ceiling = limits["sgemm_gflops"] * 1e9 / (3.0 * flops)
