@@ -82,7 +82,7 @@ def _gate(args) -> int:
     print(format_checks(checks))
     failed = sum(c.verdict == "FAIL" for c in checks)
     print(f"gate {'passed' if passed else 'FAILED'}: {len(checks)} checks, {failed} failed "
-          f"(run {args.run} against {args.baseline})")
+          f"(run {' + '.join(args.run)} against {args.baseline})")
     return 0 if passed else 1
 
 
@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gate = verbs.add_parser("gate", help="check a run against a baseline; exit 1 on regression")
     gate.add_argument("--baseline", type=Path, required=True)
-    gate.add_argument("--run", required=True, help="run id of a finished sweep")
+    gate.add_argument("--run", required=True, action="append",
+                      help="run id of a finished sweep (repeat to pool runs)")
     gate.add_argument("--results", type=Path, default=Path("results"))
     gate.add_argument("--max-slowdown", type=float, default=0.25,
                       help="allowed drop of normalised throughput (fraction, default 0.25)")

@@ -1,10 +1,12 @@
 """Regression and quality gates: a run checked against a committed baseline.
 
-Throughput is compared as the median over the repeats of a cell, both raw and divided by
-the sgemm rate (a machine-limit kernel) that each cell measured just before it trained;
-a slowdown fails only when both show it. So a uniformly slower machine (raw drops, the
-normalised rate does not) and a noisy kernel measurement (normalised drops, raw does not)
-both pass, while a code regression (both drop) fails. AUC is checked
+Throughput is the best over the repeats of a cell (a neighbour on a shared machine can
+only slow a run down, so the best run is the closest to what the code can do), both raw
+and divided by the sgemm rate (a machine-limit kernel) that each cell measured just before
+it trained; a slowdown fails only when both show it. So a uniformly slower machine (raw
+drops, the normalised rate does not) and a noisy kernel reading (normalised drops, raw
+does not) both pass, while a code regression (both drop) fails. Several runs can be
+pooled (``make gate`` re-measures once before it reports a regression). AUC is checked
 against the baseline and against the Bayes-optimal AUC of the synthetic test split;
 peak memory against the baseline.
 """
@@ -64,8 +66,8 @@ def run_paths(runs_dir: Path, run_id: str) -> tuple[Path, Path]:
 
 
 def summarize(records: list[dict], sgemm_gflops: float) -> dict[str, dict]:
-    """Per measurement (repeats pooled): medians of throughput (raw and per GFLOP/s of
-    the cell's own sgemm, or ``sgemm_gflops`` of the run for older records), AUC, memory."""
+    """Per measurement (repeats pooled): best throughput (raw, and per GFLOP/s of the
+    cell's own sgemm or else the run's ``sgemm_gflops``); medians of AUC and memory."""
     groups: dict[str, list[dict]] = {}
     for record in records:
         if record["status"] != "ok":
@@ -75,8 +77,8 @@ def summarize(records: list[dict], sgemm_gflops: float) -> dict[str, dict]:
     return {
         cell: {
             "repeats": len(metrics),
-            "samples_per_s": statistics.median(m["samples_per_s"] for m in metrics),
-            "samples_per_gflop": statistics.median(
+            "samples_per_s": max(m["samples_per_s"] for m in metrics),
+            "samples_per_gflop": max(
                 m["samples_per_s"] / m.get("sgemm_gflops", sgemm_gflops) for m in metrics),
             "auc": statistics.median(m["auc"] for m in metrics),
             "bayes_auc": metrics[0].get("bayes_auc"),
@@ -165,11 +167,16 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
-def gate(baseline_path: Path, runs_dir: Path, run_id: str,
+def gate(baseline_path: Path, runs_dir: Path, run_ids: list[str],
          limits: Thresholds) -> tuple[list[Check], bool]:
-    """Checks of run ``run_id`` against the baseline, and whether all passed."""
+    """Checks of the pooled runs ``run_ids`` against the baseline, and whether all passed."""
     baseline = load_baseline(baseline_path)
-    store, limits_path = run_paths(runs_dir, run_id)
-    sgemm = json.loads(limits_path.read_text())["sgemm_gflops"]
-    checks = compare(baseline, summarize(read_records(store), sgemm), limits)
+    records = []
+    for run_id in run_ids:
+        store, limits_path = run_paths(runs_dir, run_id)
+        sgemm = json.loads(limits_path.read_text())["sgemm_gflops"]
+        for record in read_records(store):
+            record["metrics"].setdefault("sgemm_gflops", sgemm)
+            records.append(record)
+    checks = compare(baseline, summarize(records, sgemm), limits)
     return checks, all(c.verdict != FAIL for c in checks)

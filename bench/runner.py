@@ -44,6 +44,7 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
     flops = flops_per_sample(run)
     metrics = {
         "samples_per_s": result.samples_per_s,
+        "samples_per_cpu_s": result.samples_per_cpu_s,
         "step_ms_p50": result.step_ms(50),
         "step_ms_p90": result.step_ms(90),
         "compile_s": result.compile_s,

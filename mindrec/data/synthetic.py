@@ -83,7 +83,6 @@ rows/s with two (vocab 200k, 2M rows, including model build, SHA-256 and fsync).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -751,29 +750,3 @@ def generate(spec: SyntheticSpec, out_dir: str | os.PathLike, *, chunk_rows: int
     result.update(paths=paths, seconds=seconds, rows_per_s=spec.rows / max(seconds, 1e-9))
     return result
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m mindrec.data.synthetic",
-        description="Write a synthetic Criteo-format train.txt with its true click probabilities.")
-    parser.add_argument("out_dir")
-    parser.add_argument("--rows", type=int, required=True)
-    parser.add_argument("--vocab", type=int, default=200_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk-rows", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        spec = SyntheticSpec(rows=args.rows, vocab=args.vocab, seed=args.seed)
-    except ValueError as exc:
-        parser.error(str(exc))
-    info = generate(spec, args.out_dir, chunk_rows=args.chunk_rows, workers=args.workers,
-                    progress=None if args.quiet else sys.stderr)
-    print(json.dumps({k: info[k] for k in ("rows", "vocab", "mean_true_ctr", "seconds",
-                                           "rows_per_s")}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

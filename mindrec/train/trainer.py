@@ -32,6 +32,9 @@ class TrainResult:
     samples: int = 0
     compile_s: float = 0.0
     step_s: list[float] = field(default_factory=list)  # per timed step, compile excluded
+    # Process CPU time (all threads) of each timed step: unlike wall time it does not
+    # grow while a busy neighbour keeps this process off the cores.
+    step_cpu_s: list[float] = field(default_factory=list)
     input_s: float = 0.0  # time spent waiting for batches
     wall_s: float = 0.0
     losses: list[float] = field(default_factory=list)  # per step, compile step included
@@ -39,6 +42,13 @@ class TrainResult:
     def step_ms(self, q: float) -> float:
         """Quantile ``q`` (0-100) of the timed step durations, in milliseconds."""
         return float(np.percentile(self.step_s, q) * 1e3) if self.step_s else float("nan")
+
+    @property
+    def samples_per_cpu_s(self) -> float:
+        """Samples per second of process CPU time (median timed step, all threads)."""
+        if not self.step_cpu_s:
+            return float("nan")
+        return self.batch_size / float(np.median(self.step_cpu_s))
 
     @property
     def samples_per_s(self) -> float:
@@ -120,13 +130,16 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
                 break
             ids, vals, labels = (Tensor(a) for a in batch)
             step_start = time.perf_counter()
+            cpu_start = time.process_time()
             result.input_s += step_start - fetch_start
             loss = float(step_fn(ids, vals, labels).asnumpy())
             elapsed = time.perf_counter() - step_start
+            cpu = time.process_time() - cpu_start
             if result.steps == 0:
                 result.compile_s = elapsed
             elif result.steps >= cfg.warmup_steps:
                 result.step_s.append(elapsed)
+                result.step_cpu_s.append(cpu)
             result.steps += 1
             result.samples += len(batch[2])
             result.losses.append(loss)

@@ -7,31 +7,13 @@ import json
 import numpy as np
 import pytest
 
+from criteo_rows import HAND_ROWS, line
 from mindrec.data import convert as convert_module
 from mindrec.data.convert import (DEFAULT_THRESHOLD, convert, in_test_split, load_meta,
                                   truth_path)
 from mindrec.data.criteo import NUM_CATEGORICAL, NUM_DENSE, CriteoFormatError, Vocabulary
 from mindrec.data.mindrecord import iter_batches
 from mindrec.train.metrics import log_loss, roc_auc
-
-
-def line(label, ints=(), cats=()) -> str:
-    """A raw line; ``ints`` and ``cats`` fill I1.. and C1.. in order, the rest is missing."""
-    ints = [str(v) for v in ints] + [""] * (NUM_DENSE - len(ints))
-    cats = list(cats) + [""] * (NUM_CATEGORICAL - len(cats))
-    return "\t".join([str(label), *ints, *cats]) + "\n"
-
-
-ONES = ["1"] * 10  # I4..I13
-# Same six rows as test_criteo: C1 b b a a a c, C2 ff x5, C3 0xabcdef01 x3 and 0x1 once.
-HAND_ROWS = [
-    line(1, ["5", "", "-1", *ONES], ["b", "ff", "ABCDEF01"]),
-    line(0, ["-3", "", "-2", *ONES], ["b", "ff", "ABCDEF01"]),
-    line(0, ["", "", "-3", *ONES], ["a", "", "abcdef01"]),
-    line(1, ["10", "", "-4", *ONES], ["a", "ff", "00000001"]),
-    line(0, ["0", "", "-5", *ONES], ["a", "ff", ""]),
-    line(1, ["2", "", "-6", *ONES], ["c", "ff", ""]),
-]
 
 
 def random_rows(n, seed=0):

@@ -261,14 +261,6 @@ def test_progress_none_is_silent(tmp_path, capsys):
     assert captured.err == "" and captured.out == ""
 
 
-def test_cli(tmp_path, capsys):
-    assert synthetic.main([str(tmp_path / "c"), "--rows", "200", "--vocab", "1000",
-                           "--quiet"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["rows"] == 200
-    assert len(read_lines(tmp_path / "c" / "train.txt")) == 200
-
-
 # -- calibration (slow) ----------------------------------------------------------------
 def oov_tables(model, train_ranks, threshold=2):
     """Weight tables as seen through the converter: ids seen <= threshold times in train,
