@@ -39,6 +39,10 @@ class PeakMemorySampler:
         self.interval_s = interval_s
         self.device_probe = device_probe
         self.peak_rss_bytes = 0
+        # RSS minus resident file pages (Linux): what the process allocated itself. RSS
+        # also counts mapped library pages, which depend on the page cache (a freshly
+        # installed MindSpore maps ~110 MB more), so gates compare this instead.
+        self.peak_anon_bytes = 0
         self.peak_device_mb = None if device_probe is None else 0.0
         self.samples = 0
         self._stop = threading.Event()
@@ -48,19 +52,26 @@ class PeakMemorySampler:
     def peak_rss_mb(self) -> float:
         return self.peak_rss_bytes / 2**20
 
+    @property
+    def peak_anon_mb(self) -> float:
+        return self.peak_anon_bytes / 2**20
+
     def sample(self) -> int:
         """Take one sample now; returns the process tree's RSS in bytes."""
         now = time.monotonic()
         if now - self._children_at >= self.children_every_s:
             self._children = self.process.children(recursive=True)
             self._children_at = now
-        total = 0
+        total = anon = 0
         for proc in [self.process, *self._children]:
             try:
-                total += proc.memory_info().rss
+                info = proc.memory_info()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+            total += info.rss
+            anon += info.rss - getattr(info, "shared", 0)
         self.peak_rss_bytes = max(self.peak_rss_bytes, total)
+        self.peak_anon_bytes = max(self.peak_anon_bytes, anon)
         if self.device_probe is not None:
             self.peak_device_mb = max(self.peak_device_mb, self.device_probe())
         self.samples += 1

@@ -51,6 +51,7 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
         "input_s": result.input_s,
         "train_wall_s": result.wall_s,
         "peak_rss_mb": sampler.peak_rss_mb,
+        "peak_anon_mb": sampler.peak_anon_mb,
         "peak_device_mb": sampler.peak_device_mb,
         "train_loss_first": result.losses[0],
         "train_loss_last": result.losses[-1],

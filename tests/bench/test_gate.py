@@ -73,7 +73,7 @@ def test_quality_and_memory_checks():
     base = [cell_record(auc=0.78, rss=800)]
     worse, _ = verdicts(base, [cell_record(auc=0.77, rss=1000, bayes=0.83)])
     assert worse["auc vs baseline"] == FAIL
-    assert worse["peak_rss_mb"] == FAIL
+    assert worse["peak_memory_mb"] == FAIL
     assert worse["auc vs Bayes optimum"] == FAIL  # 0.83 - 0.77 > 0.05
 
 
