@@ -3,19 +3,13 @@ and returns ``(logits, penalty)`` from ``construct(ids, vals)`` and its optimize
 ``optimizers()``."""
 from __future__ import annotations
 
-from mindrec.config import (MODEL_CONFIGS, SPARSE_AUTO_MIN_ROWS, ConfigError, RunConfig,
-                            SparseMode)
+from mindrec.config import SPARSE_AUTO_MIN_ROWS, ConfigError, RunConfig, SparseMode
 
 
 def _classes() -> dict[str, type]:
     from mindrec.models.dcn import DCN
     from mindrec.models.wide_deep import WideDeep
     return {"wide_deep": WideDeep, "dcn": DCN}
-
-
-def model_names() -> list[str]:
-    """Names accepted by :func:`build_model`."""
-    return list(MODEL_CONFIGS)
 
 
 def use_sparse(mode: SparseMode, vocab_size: int) -> bool:

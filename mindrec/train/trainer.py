@@ -29,7 +29,6 @@ class TrainResult:
 
     batch_size: int
     steps: int = 0
-    samples: int = 0
     compile_s: float = 0.0
     step_s: list[float] = field(default_factory=list)  # per timed step, compile excluded
     # Process CPU time (all threads) of each timed step: unlike wall time it does not
@@ -141,7 +140,6 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
                 result.step_s.append(elapsed)
                 result.step_cpu_s.append(cpu)
             result.steps += 1
-            result.samples += len(batch[2])
             result.losses.append(loss)
             if not np.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at step {result.steps}")
