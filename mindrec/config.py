@@ -91,6 +91,32 @@ class TrainConfig:
                               f"train.warmup_steps ({self.warmup_steps})")
 
 
+class EmbeddingKind(str, enum.Enum):
+    """How the models' embedding tables are stored."""
+
+    STATIC = "static"  # fixed id space [0, rows)
+    HASH = "hash"      # dynamic keys, admitted after N hits, evicted after N idle steps
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """The embedding tables of a run (see mindrec.embedding.hash for ``hash``)."""
+
+    kind: EmbeddingKind = EmbeddingKind.STATIC
+    permit_filter_value: int = 1  # hash: hits (steps) before a key gets a row
+    evict_filter_value: int | None = None  # hash: idle steps before a row goes; None: never
+    capacity: int | None = None  # hash: rows available; None = the table size
+
+    def __post_init__(self):
+        if self.permit_filter_value < 1:
+            raise ConfigError(f"embedding.permit_filter_value must be at least 1, "
+                              f"got {self.permit_filter_value}")
+        for name in ("evict_filter_value", "capacity"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"embedding.{name} must be at least 1 (or null), got {value}")
+
+
 MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig}
 
 PRESETS: dict[str, dict[str, dict[str, dict]]] = {
@@ -120,6 +146,7 @@ class RunConfig:
     model: str
     model_config: WideDeepConfig | DCNConfig
     train: TrainConfig = field(default_factory=TrainConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
 
 def from_dict(cls, values: dict, where: str = "config"):
@@ -172,7 +199,8 @@ def _coerce(value, hint, where: str):
 
 
 def build_run_config(model: str, preset: str = "mindrec", model_overrides: dict | None = None,
-                     train_overrides: dict | None = None) -> RunConfig:
+                     train_overrides: dict | None = None,
+                     embedding: dict | None = None) -> RunConfig:
     """Resolve ``preset`` for ``model`` and apply overrides (later wins)."""
     if model not in MODEL_CONFIGS:
         raise ConfigError(f"unknown model {model!r}; choose from {', '.join(MODEL_CONFIGS)}")
@@ -185,4 +213,5 @@ def build_run_config(model: str, preset: str = "mindrec", model_overrides: dict 
         model=model,
         model_config=from_dict(MODEL_CONFIGS[model], model_values, f"{preset}.{model}.model"),
         train=from_dict(TrainConfig, train_values, f"{preset}.{model}.train"),
+        embedding=from_dict(EmbeddingConfig, embedding or {}, "embedding"),
     )

@@ -10,7 +10,7 @@ from mindspore import nn, ops
 
 from mindrec.config import DCNConfig
 from mindrec.data.criteo import NUM_FIELDS
-from mindrec.embedding.static import StaticEmbedding
+from mindrec.embedding.tables import TableFactory
 from mindrec.models.blocks import MLP, CrossNet, FeatureEmbedding, mlp_flops
 
 
@@ -18,22 +18,19 @@ class DCN(nn.Cell):
     """Deep & Cross Network CTR model.
 
     Args:
-        vocab_size (int): rows of the embedding table.
         config (DCNConfig): widths, depth and optimizer settings.
-        sparse (bool): sparse lookups (only touched rows get gradients).
+        tables (TableFactory): makes the embedding table.
         num_fields (int): fields per sample (39 for Criteo).
 
     Shapes:
         ids (B, F) int32, vals (B, F) float32 -> logits (B, 1), penalty () float32 (0).
     """
 
-    def __init__(self, vocab_size: int, config: DCNConfig, sparse: bool,
-                 num_fields: int = NUM_FIELDS):
+    def __init__(self, config: DCNConfig, tables: TableFactory, num_fields: int = NUM_FIELDS):
         super().__init__()
         self.config = config
         init_std = config.init_std if config.init_std is not None else config.emb_dim ** -0.5
-        self.embedding = FeatureEmbedding(
-            StaticEmbedding(vocab_size, config.emb_dim, sparse, init_std))
+        self.embedding = FeatureEmbedding(tables(config.emb_dim, init_std))
         x0_dim = num_fields * config.emb_dim
         self.cross = CrossNet(x0_dim, config.cross_layers)
         self.deep_tower = MLP(x0_dim, config.deep_layers)

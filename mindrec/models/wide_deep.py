@@ -18,7 +18,7 @@ from mindspore.common.initializer import Zero, initializer
 
 from mindrec.config import WideDeepConfig
 from mindrec.data.criteo import NUM_FIELDS
-from mindrec.embedding.static import StaticEmbedding
+from mindrec.embedding.tables import TableFactory
 from mindrec.models.blocks import MLP, FeatureEmbedding, mlp_flops
 
 
@@ -26,26 +26,24 @@ class WideDeep(nn.Cell):
     """Wide&Deep CTR model.
 
     Args:
-        vocab_size (int): rows of both tables (the dataset's one id space).
         config (WideDeepConfig): widths, regularisation and optimizer settings.
-        sparse (bool): sparse lookups (only touched rows get gradients).
+        tables (TableFactory): makes both tables (the dataset's one id space).
         num_fields (int): fields per sample (39 for Criteo).
 
     Shapes:
         ids (B, F) int32, vals (B, F) float32 -> logits (B, 1), penalty () float32.
     """
 
-    def __init__(self, vocab_size: int, config: WideDeepConfig, sparse: bool,
+    def __init__(self, config: WideDeepConfig, tables: TableFactory,
                  num_fields: int = NUM_FIELDS):
         super().__init__()
         self.config = config
         # Wide weights start at zero, the state FTRL itself implies (its weights are a
         # function of its accumulators): dense FTRL would zero any other start on the
         # first step while sparse FTRL keeps it for untouched rows.
-        self.wide_table = StaticEmbedding(vocab_size, 1, sparse, init_std=0.0)
+        self.wide_table = tables(1, init_std=0.0)
         self.wide_bias = Parameter(initializer(Zero(), (1,), ms.float32), name="wide_bias")
-        self.deep_embedding = FeatureEmbedding(
-            StaticEmbedding(vocab_size, config.emb_dim, sparse, config.init_std))
+        self.deep_embedding = FeatureEmbedding(tables(config.emb_dim, config.init_std))
         self.deep_tower = MLP(num_fields * config.emb_dim, config.deep_layers)
         self.deep_head = nn.Dense(self.deep_tower.out_dim, 1)
         self.deep_l2 = config.deep_l2

@@ -10,6 +10,8 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import ParameterTuple, nn, ops
 
+from mindrec.embedding.hash import HashEmbedding
+
 
 class LossCell(nn.Cell):
     """Mean sigmoid cross-entropy of the logits plus the model's penalty term."""
@@ -35,6 +37,9 @@ class TrainStep(nn.Cell):
         super().__init__(auto_prefix=False)
         self.loss_cell = LossCell(network)
         optimizers = network.optimizers()
+        for _, cell in network.cells_and_names():
+            if isinstance(cell, HashEmbedding):
+                cell.bind_optimizer_states(optimizers)
         self.optimizers = nn.CellList(optimizers, auto_prefix=False)
         params = [p for opt in optimizers for p in opt.parameters]
         bounds = [0]

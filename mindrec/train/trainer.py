@@ -6,6 +6,7 @@ throughput is quoted from the median step time. The input pipeline is timed apar
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ class TrainResult:
     input_s: float = 0.0  # time spent waiting for batches
     wall_s: float = 0.0
     losses: list[float] = field(default_factory=list)  # per step, compile step included
+    # Hash embeddings only: the index counters at the end (see IndexStats).
+    table_stats: dict | None = None
 
     def step_ms(self, q: float) -> float:
         """Quantile ``q`` (0-100) of the timed step durations, in milliseconds."""
@@ -113,8 +116,10 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
 
     The last partial batch of each epoch is dropped so every step has one shape (one
     compiled graph). Batches are shuffled with a seed derived from ``run.train.seed``.
+    With hash embeddings each step's time includes turning its keys into slots.
     """
     cfg = run.train
+    index = network.hash_index
     step_fn = TrainStep(network)
     step_fn.set_train(True)
     result = TrainResult(batch_size=cfg.batch_size)
@@ -127,11 +132,14 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
             batch = next(epoch_batches, None)
             if batch is None:
                 break
-            ids, vals, labels = (Tensor(a) for a in batch)
+            keys, vals, labels = batch
             step_start = time.perf_counter()
             cpu_start = time.process_time()
             result.input_s += step_start - fetch_start
-            loss = float(step_fn(ids, vals, labels).asnumpy())
+            ids = keys if index is None else index.train_lookup(keys)[0]
+            loss = float(step_fn(Tensor(ids), Tensor(vals), Tensor(labels)).asnumpy())
+            if index is not None:
+                index.advance()
             elapsed = time.perf_counter() - step_start
             cpu = time.process_time() - cpu_start
             if result.steps == 0:
@@ -155,6 +163,8 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
         raise ValueError(f"{data_dir}: {result.steps} full batches of {cfg.batch_size} rows; "
                          f"more than warmup_steps={cfg.warmup_steps} are needed to time")
     result.wall_s = time.perf_counter() - started
+    if index is not None:
+        result.table_stats = dataclasses.asdict(index.stats())
     return result
 
 
@@ -163,12 +173,15 @@ def evaluate(network, data_dir: Path, split: str = "test", batch_size: int = 409
     """AUC and logloss of ``network`` over every row of ``split``.
 
     The last batch is padded to ``batch_size`` (and the padding dropped) so evaluation
-    compiles one graph.
+    compiles one graph. Hash keys are looked up without counting as hits.
     """
     predict = Predict(network)
     predict.set_train(False)
+    index = network.hash_index
     preds, labels = [], []
     for ids, vals, lab in batches(data_dir, split, batch_size, table_size):
+        if index is not None:
+            ids = index.lookup(ids)
         n = len(lab)
         if n < batch_size:
             ids = np.pad(ids, ((0, batch_size - n), (0, 0)))

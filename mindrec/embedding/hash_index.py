@@ -1,0 +1,454 @@
+"""Host-side key -> slot index of a dynamic hash embedding (no MindSpore here).
+
+Semantics (the MapParameter ones, FACTS.md), with the training step counter ``step``:
+
+* A key is *seen* at most once per step however often it occurs in the batch.
+* Admission: a key gets a row (a *slot*) in the step it is seen for the
+  ``permit_filter_value``-th time; before that it is a *candidate* and reads slot 0, the
+  default row, which is never trained.
+* Eviction: an entry (row or candidate) last seen at step ``s`` is removed once steps
+  ``s+1 .. s+evict_filter_value`` have passed without a hit, i.e. it is gone for every
+  operation from step ``s + evict_filter_value + 1`` on. ``None`` never evicts.
+* ``erase`` removes keys at once; ``insert`` (behind ``put``) admits keys without
+  counting and counts as a hit. A removed key starts again from zero hits.
+* The keys -1 and -2 are reserved: they mark empty and deleted buckets.
+
+Rows live in slots ``1..capacity``; freed slots are recycled. When every slot is taken
+a key due for admission stays a candidate (counted in ``rejected_full``) and is
+admitted at a later hit once a slot is free.
+
+The index is an open-addressing table (linear probing) compiled with numba; every
+batch operation is one compiled loop, so no Python runs per key. Expired entries are
+dropped by a periodic sweep (every ``max(1, evict_filter_value // 4)`` steps) and also
+recognised on sight, so the semantics are exact whenever the sweep runs. Changes since
+the last :meth:`HashIndex.take_changes` (slots written, keys removed) are tracked for
+incremental export: 1 byte per slot plus 8 bytes per removal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+EMPTY = -1
+DELETED = -2
+RESERVED_KEYS = (EMPTY, DELETED)
+_MAX_LOAD = 0.5
+_NEVER = np.iinfo(np.int64).max
+
+
+@dataclass
+class IndexStats:
+    """Counters of a :class:`HashIndex` since it was created."""
+
+    live_rows: int  # keys holding a row now
+    candidates: int  # keys seen but not yet admitted
+    admitted: int
+    evicted: int
+    erased: int
+    rejected_full: int  # admissions refused because every slot was taken
+    lookups: int  # keys looked up in training
+    default_lookups: int  # of those, answered with the default row
+    index_bytes: int  # host memory of the index arrays
+
+
+class HashIndex:
+    """Maps arbitrary integer keys to row slots with admission and eviction.
+
+    Args:
+        capacity (int): rows available to admitted keys (slots ``1..capacity``).
+        permit_filter_value (int): hits (steps) before a key gets a row; 1 admits on
+            first sight.
+        evict_filter_value (int | None): idle steps after which a key is removed.
+        key_dtype: ``np.int32`` or ``np.int64``; keys are stored as int64.
+
+    Example::
+
+        >>> index = HashIndex(capacity=4, permit_filter_value=2)
+        >>> index.train_lookup(np.array([7, 7, 9]))  # first sight: candidates
+        (array([0, 0, 0], dtype=int32), array([], dtype=int32))
+        >>> index.advance(); index.train_lookup(np.array([7]))[0]
+        array([1], dtype=int32)
+    """
+
+    def __init__(self, capacity: int, permit_filter_value: int = 1,
+                 evict_filter_value: int | None = None, key_dtype=np.int64):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if permit_filter_value < 1:
+            raise ValueError(f"permit_filter_value must be at least 1, got {permit_filter_value}")
+        if evict_filter_value is not None and evict_filter_value < 1:
+            raise ValueError(f"evict_filter_value must be at least 1 or None, "
+                             f"got {evict_filter_value}")
+        self.key_dtype = np.dtype(key_dtype)
+        if self.key_dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+            raise ValueError(f"key_dtype must be int32 or int64, got {self.key_dtype}")
+        self.capacity = int(capacity)
+        self.permit = int(permit_filter_value)
+        self.evict = evict_filter_value
+        self._evict_after = _NEVER if evict_filter_value is None else int(evict_filter_value)
+        self._sweep_every = None if evict_filter_value is None else max(1, evict_filter_value // 4)
+        self.step = 0
+        self._allocate_buckets(_bucket_count(min(self.capacity, 1 << 16)))
+        # Free slots as a stack popped from the end: slots are handed out 1, 2, 3, ...
+        self._free = np.arange(self.capacity, 0, -1, dtype=np.int32)
+        self._n_free = np.array([self.capacity], np.int64)
+        self._slot_key = np.full(self.capacity + 1, EMPTY, np.int64)
+        self._dirty = np.zeros(self.capacity + 1, np.uint8)
+        self._removed = np.empty(1024, np.int64)
+        # counters: [used buckets (live + deleted), live entries, admitted, evicted,
+        # erased, rejected_full, lookups, default_lookups, removed-buffer length]
+        self._counters = np.zeros(9, np.int64)
+        self._admit_listeners = []
+        self.delta_sequence = 0  # deltas exported from (or applied to) this index
+
+    def on_admit(self, listener) -> None:
+        """Call ``listener(slots)`` whenever keys get new (or recycled) slots, before
+        any caller reads them: tables initialise the rows and their optimizer state."""
+        self._admit_listeners.append(listener)
+
+    def _admitted(self, fresh: np.ndarray) -> np.ndarray:
+        if len(fresh):
+            for listener in self._admit_listeners:
+                listener(fresh)
+        return fresh
+
+    # -- batch operations ---------------------------------------------------------------
+
+    def train_lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Record one step's hits; return the slot of every key and the newly admitted
+        slots (whose rows must be initialised before they are read).
+
+        Slots have the shape of ``keys``; 0 means "not admitted: read the default".
+        """
+        flat = self._check_keys(keys)
+        self._reserve(len(flat))
+        self._reserve_removed(len(flat))
+        slots = np.empty(len(flat), np.int32)
+        fresh = np.empty(len(flat), np.int32)
+        n_fresh = _train_lookup(
+            flat, slots, fresh, self._keys, self._slot, self._count, self._last,
+            self._free, self._n_free, self._slot_key, self._dirty, self._removed,
+            self._counters, self.step, self.permit, self._evict_after)
+        return slots.reshape(np.shape(keys)), self._admitted(fresh[:n_fresh].copy())
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Slots of ``keys`` without recording hits (inference); 0 for keys without a row."""
+        flat = self._check_keys(keys)
+        slots = np.empty(len(flat), np.int32)
+        _lookup(flat, slots, self._keys, self._slot, self._last, self.step, self._evict_after)
+        return slots.reshape(np.shape(keys))
+
+    def insert(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Give every key a row now (``put``): return their slots and the new ones.
+
+        Keys for which no slot is free get slot 0 and are counted in ``rejected_full``.
+        """
+        flat = self._check_keys(keys)
+        self._reserve(len(flat))
+        self._reserve_removed(len(flat))
+        slots = np.empty(len(flat), np.int32)
+        fresh = np.empty(len(flat), np.int32)
+        n_fresh = _insert(
+            flat, slots, fresh, self._keys, self._slot, self._count, self._last,
+            self._free, self._n_free, self._slot_key, self._dirty, self._removed,
+            self._counters, self.step, self._evict_after)
+        return slots, self._admitted(fresh[:n_fresh].copy())
+
+    def clear(self) -> None:
+        """Remove every key."""
+        keys, _ = self.items()
+        self.erase(keys)
+
+    def erase(self, keys: np.ndarray) -> None:
+        """Remove ``keys`` (rows and candidates); absent keys are ignored."""
+        flat = self._check_keys(keys)
+        self._reserve_removed(len(flat))
+        _erase(flat, self._keys, self._slot, self._last, self._free, self._n_free,
+               self._slot_key, self._dirty, self._removed, self._counters, self.step,
+               self._evict_after)
+
+    def advance(self) -> None:
+        """End the current step (call once after each training step)."""
+        self.step += 1
+        if self._sweep_every is not None and self.step % self._sweep_every == 0:
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Drop every entry idle for more than ``evict_filter_value`` steps now."""
+        if self.evict is None:
+            return
+        self._reserve_removed(int(self._counters[1]))
+        _sweep(self._keys, self._slot, self._last, self._free, self._n_free,
+                               self._slot_key, self._dirty, self._removed, self._counters,
+                               self.step, self._evict_after)
+
+    # -- export ---------------------------------------------------------------------------
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, slots)`` of every key holding a row, in slot order."""
+        self.sweep()
+        slots = np.flatnonzero(self._slot_key != EMPTY).astype(np.int32)
+        return self._slot_key[slots].astype(self.key_dtype), slots
+
+    def take_changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Changes since the previous call, then forget them: ``(removed_keys,
+        written_keys, written_slots)``. Apply removals first: a key removed and
+        admitted again in between appears in both."""
+        self.sweep()
+        written = np.flatnonzero(self._dirty).astype(np.int32)
+        n_removed = int(self._counters[8])
+        removed = self._removed[:n_removed].astype(self.key_dtype)
+        keys = self._slot_key[written].astype(self.key_dtype)
+        self._dirty[:] = 0
+        self._counters[8] = 0
+        return removed, keys, written
+
+    def __len__(self) -> int:
+        self.sweep()
+        return self.capacity - int(self._n_free[0])
+
+    def stats(self) -> IndexStats:
+        """Counters and memory; exact after a sweep."""
+        self.sweep()
+        c = self._counters
+        live = self.capacity - int(self._n_free[0])
+        arrays = (self._keys, self._slot, self._count, self._last, self._free,
+                  self._slot_key, self._dirty, self._removed)
+        return IndexStats(live_rows=live, candidates=int(c[1]) - live, admitted=int(c[2]),
+                          evicted=int(c[3]), erased=int(c[4]), rejected_full=int(c[5]),
+                          lookups=int(c[6]), default_lookups=int(c[7]),
+                          index_bytes=sum(a.nbytes for a in arrays))
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _check_keys(self, keys) -> np.ndarray:
+        keys = np.asarray(keys)
+        if keys.dtype.kind not in "iu":
+            raise TypeError(f"hash keys must be integers, got dtype {keys.dtype}")
+        if self.key_dtype == np.int32 and keys.dtype.itemsize > 4 and keys.size and (
+                keys.max() > np.iinfo(np.int32).max or keys.min() < np.iinfo(np.int32).min):
+            raise ValueError("a key does not fit the table's key_dtype int32")
+        flat = keys.reshape(-1).astype(np.int64, copy=False)
+        if flat.size and _has_reserved(flat):
+            raise ValueError("keys -1 and -2 are reserved (empty and deleted bucket markers) "
+                             "and cannot be used as hash keys")
+        return flat
+
+    def _allocate_buckets(self, n: int) -> None:
+        self._keys = np.full(n, EMPTY, np.int64)
+        self._slot = np.zeros(n, np.int32)
+        self._count = np.zeros(n, np.int32)
+        self._last = np.zeros(n, np.int64)
+
+    def _reserve(self, incoming: int) -> None:
+        """Rehash before a batch of ``incoming`` keys could push the load past 50%."""
+        used, live = int(self._counters[0]), int(self._counters[1])
+        if used + incoming <= _MAX_LOAD * len(self._keys):
+            return
+        old = (self._keys, self._slot, self._count, self._last)
+        self._allocate_buckets(_bucket_count(live + incoming))
+        _rehash(*old, self._keys, self._slot, self._count, self._last)
+        self._counters[0] = live
+
+    def _reserve_removed(self, incoming: int) -> None:
+        need = int(self._counters[8]) + incoming
+        if need > len(self._removed):
+            grown = np.empty(max(need, 2 * len(self._removed)), np.int64)
+            grown[:len(self._removed)] = self._removed
+            self._removed = grown
+
+
+def _bucket_count(entries: int) -> int:
+    return max(1024, 1 << int(np.ceil(np.log2(max(1, entries) / _MAX_LOAD))))
+
+
+# -- compiled kernels -----------------------------------------------------------------------
+# Buckets: _keys (EMPTY / DELETED / key), _slot (0 = candidate), _count (steps seen),
+# _last (last step seen). counters as documented in HashIndex.__init__.
+
+@numba.njit(cache=True, inline="always")
+def _hash(key, mask):
+    x = np.uint64(key)
+    x = (x ^ (x >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
+    x = (x ^ (x >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
+    return np.int64((x ^ (x >> np.uint64(33))) & np.uint64(mask))
+
+
+@numba.njit(cache=True, inline="always")
+def _find(keys, key):
+    """Bucket of ``key``, or ``-(insert position) - 1`` when absent."""
+    mask = len(keys) - 1
+    pos = _hash(key, mask)
+    first_deleted = -1
+    while True:
+        k = keys[pos]
+        if k == key:
+            return pos
+        if k == EMPTY:
+            return -(first_deleted if first_deleted >= 0 else pos) - 1
+        if k == DELETED and first_deleted < 0:
+            first_deleted = pos
+        pos = (pos + 1) & mask
+
+
+@numba.njit(cache=True)
+def _has_reserved(flat):
+    for k in flat:
+        if k == EMPTY or k == DELETED:
+            return True
+    return False
+
+
+@numba.njit(cache=True)
+def _remove(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters):
+    """Delete bucket ``pos``; free its row and log the key if it had one."""
+    s = slot[pos]
+    if s > 0:
+        free[n_free[0]] = s
+        n_free[0] += 1
+        slot_key[s] = EMPTY
+        dirty[s] = 0
+        removed[counters[8]] = keys[pos]
+        counters[8] += 1
+    keys[pos] = DELETED
+    slot[pos] = 0
+    counters[1] -= 1
+
+
+@numba.njit(cache=True)
+def _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters):
+    """Remove an idle bucket, counting it as an eviction if it held a row."""
+    if slot[pos] > 0:
+        counters[3] += 1
+    _remove(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
+
+
+@numba.njit(cache=True)
+def _admit(pos, keys, slot, free, n_free, slot_key, dirty, counters):
+    """Give bucket ``pos`` a free slot; return it, or 0 when none is free."""
+    if n_free[0] == 0:
+        counters[5] += 1
+        return 0
+    n_free[0] -= 1
+    s = free[n_free[0]]
+    slot[pos] = s
+    slot_key[s] = keys[pos]
+    dirty[s] = 1
+    counters[2] += 1
+    return s
+
+
+@numba.njit(cache=True)
+def _train_lookup(flat, out, fresh, keys, slot, count, last, free, n_free, slot_key, dirty,
+                  removed, counters, step, permit, evict_after):
+    n_fresh = 0
+    for i in range(len(flat)):
+        key = flat[i]
+        pos = _find(keys, key)
+        if pos >= 0 and step - last[pos] > evict_after:
+            _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
+            pos = _find(keys, key)
+        if pos < 0:
+            pos = -pos - 1
+            if keys[pos] == EMPTY:
+                counters[0] += 1
+            keys[pos] = key
+            slot[pos] = 0
+            count[pos] = 1
+            last[pos] = step
+            counters[1] += 1
+        elif last[pos] != step:
+            if count[pos] < permit:
+                count[pos] += 1
+            last[pos] = step
+        s = slot[pos]
+        if s == 0 and count[pos] >= permit:
+            s = _admit(pos, keys, slot, free, n_free, slot_key, dirty, counters)
+            if s > 0:
+                fresh[n_fresh] = s
+                n_fresh += 1
+        if s > 0:
+            dirty[s] = 1
+        else:
+            counters[7] += 1
+        out[i] = s
+    counters[6] += len(flat)
+    return n_fresh
+
+
+@numba.njit(cache=True)
+def _lookup(flat, out, keys, slot, last, step, evict_after):
+    for i in range(len(flat)):
+        pos = _find(keys, flat[i])
+        out[i] = slot[pos] if pos >= 0 and step - last[pos] <= evict_after else 0
+
+
+@numba.njit(cache=True)
+def _insert(flat, out, fresh, keys, slot, count, last, free, n_free, slot_key, dirty,
+            removed, counters, step, evict_after):
+    n_fresh = 0
+    for i in range(len(flat)):
+        key = flat[i]
+        pos = _find(keys, key)
+        if pos >= 0 and step - last[pos] > evict_after:
+            _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
+            pos = _find(keys, key)
+        if pos < 0:
+            pos = -pos - 1
+            if keys[pos] == EMPTY:
+                counters[0] += 1
+            keys[pos] = key
+            slot[pos] = 0
+            count[pos] = 0
+            counters[1] += 1
+        last[pos] = step
+        s = slot[pos]
+        if s == 0:
+            s = _admit(pos, keys, slot, free, n_free, slot_key, dirty, counters)
+            if s > 0:
+                fresh[n_fresh] = s
+                n_fresh += 1
+        else:
+            dirty[s] = 1
+        out[i] = s
+    return n_fresh
+
+
+@numba.njit(cache=True)
+def _erase(flat, keys, slot, last, free, n_free, slot_key, dirty, removed, counters, step,
+           evict_after):
+    for key in flat:
+        pos = _find(keys, key)
+        if pos >= 0 and step - last[pos] > evict_after:
+            _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
+        elif pos >= 0:
+            if slot[pos] > 0:
+                counters[4] += 1
+            _remove(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
+
+
+@numba.njit(cache=True)
+def _sweep(keys, slot, last, free, n_free, slot_key, dirty, removed, counters, step,
+           evict_after):
+    for pos in range(len(keys)):
+        if keys[pos] >= 0 or keys[pos] < DELETED:
+            if step - last[pos] > evict_after:
+                _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
+
+
+@numba.njit(cache=True)
+def _rehash(old_keys, old_slot, old_count, old_last, keys, slot, count, last):
+    mask = len(keys) - 1
+    for i in range(len(old_keys)):
+        key = old_keys[i]
+        if key == EMPTY or key == DELETED:
+            continue
+        pos = _hash(key, mask)
+        while keys[pos] != EMPTY:
+            pos = (pos + 1) & mask
+        keys[pos] = key
+        slot[pos] = old_slot[i]
+        count[pos] = old_count[i]
+        last[pos] = old_last[i]

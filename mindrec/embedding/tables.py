@@ -1,0 +1,53 @@
+"""Builds a model's embedding tables of the configured kind.
+
+Models ask for tables by width and initial spread; this module decides how they are
+stored: a static table of ``rows`` ids, CPU hash tables sharing one key index (so a
+model's tables admit and evict the same keys), or MapParameter tables on GPU.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import nn
+
+from mindrec.config import EmbeddingConfig, EmbeddingKind
+from mindrec.embedding.hash import DeviceHashEmbedding, HashEmbedding
+from mindrec.embedding.hash_index import HashIndex
+from mindrec.embedding.static import StaticEmbedding
+
+
+class TableFactory:
+    """Makes the tables of one model.
+
+    Args:
+        config (EmbeddingConfig): static or hash, and the hash filters.
+        rows (int): static rows; the hash capacity unless ``config.capacity`` is set.
+        sparse (bool): sparse lookups for static tables (hash tables always are).
+        seed (int): seeds the rows drawn for new hash keys.
+
+    ``index`` is the shared :class:`HashIndex` of CPU hash tables (None otherwise): the
+    trainer turns keys into slots with it before each step.
+    """
+
+    def __init__(self, config: EmbeddingConfig, rows: int, sparse: bool, seed: int = 0):
+        self.config = config
+        self.rows = rows
+        self.sparse = sparse
+        self.seed = seed
+        self.on_device = (config.kind is EmbeddingKind.HASH
+                          and ms.get_context("device_target") == "GPU")
+        self.index = None
+        if config.kind is EmbeddingKind.HASH and not self.on_device:
+            self.index = HashIndex(config.capacity or rows, config.permit_filter_value,
+                                   config.evict_filter_value)
+        self._made = 0
+
+    def __call__(self, dim: int, init_std: float) -> nn.Cell:
+        """A table of ``dim``-wide rows starting from N(0, init_std^2) (zeros if 0)."""
+        self._made += 1
+        if self.config.kind is EmbeddingKind.STATIC:
+            return StaticEmbedding(self.rows, dim, self.sparse, init_std)
+        default = "normal" if init_std > 0 else "zeros"
+        if self.on_device:
+            return DeviceHashEmbedding(dim, default, self.config.permit_filter_value,
+                                       self.config.evict_filter_value)
+        return HashEmbedding(self.index, dim, default, init_std, seed=self.seed + self._made)
