@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from mindrec.config import PRESETS, ConfigError, SparseMode
+from mindrec.config import PRESETS, ConfigError, EmbeddingKind, SparseMode
 
 
 def _data_synth(args) -> int:
@@ -36,7 +36,11 @@ def _train(args) -> int:
     overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
                                    "seed": args.seed, "max_steps": args.max_steps,
                                    "sparse": args.sparse}.items() if v is not None}
-    run = build_run_config(args.model, args.preset, train_overrides=overrides)
+    embedding = {k: v for k, v in {"kind": args.embedding, "permit_filter_value": args.permit,
+                                   "evict_filter_value": args.evict,
+                                   "capacity": args.capacity}.items() if v is not None}
+    run = build_run_config(args.model, args.preset, train_overrides=overrides,
+                           embedding=embedding)
     record = train_and_measure(run, args.data, checkpoint_path=args.checkpoint)
     m = record["metrics"]
     gap = (f" (Bayes-optimal {m['bayes_auc']:.4f}, gap {m['bayes_auc'] - m['auc']:.4f})"
@@ -45,6 +49,11 @@ def _train(args) -> int:
           f"{m['logloss']:.4f}; {m['samples_per_s']:,.0f} samples/s (median step "
           f"{m['step_ms_p50']:.1f} ms, compile {m['compile_s']:.1f} s); peak RSS "
           f"{m['peak_rss_mb']:,.0f} MB")
+    if "hash_live_rows" in m:
+        print(f"hash table: {m['hash_live_rows']:,} rows live, {m['hash_admitted']:,} admitted, "
+              f"{m['hash_evicted']:,} evicted, {m['hash_candidates']:,} keys seen but not "
+              f"admitted ({m['hash_default_fraction']:.2%} of lookups read the default), "
+              f"index {m['hash_index_mb']:.1f} MB")
     if args.out:
         write_record(args.out, record)
         print(f"record written to {args.out}")
@@ -139,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--max-steps", type=int)
     train.add_argument("--sparse", choices=[m.value for m in SparseMode])
+    train.add_argument("--embedding", choices=[k.value for k in EmbeddingKind],
+                       help="static tables (default) or dynamic hash tables")
+    train.add_argument("--permit", type=int, help="hash: hits before a key gets a row (1)")
+    train.add_argument("--evict", type=int, help="hash: idle steps before a row goes (never)")
+    train.add_argument("--capacity", type=int, help="hash: rows (default: the vocabulary)")
     train.add_argument("--checkpoint", type=Path, help="save the trained model (.safetensors)")
     train.add_argument("--out", type=Path, help="write the result record (JSON)")
     train.set_defaults(func=_train)

@@ -62,6 +62,8 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
         "flops_per_sample": flops,
         "sgemm_gflops": cell_sgemm,
     }
+    if result.table_stats is not None:
+        metrics.update(hash_metrics(result.table_stats))
     if limits is not None:
         ceiling = limits["sgemm_gflops"] * 1e9 / (3.0 * flops)
         metrics["roofline_samples_per_s"] = ceiling
@@ -70,10 +72,24 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
         "model": run.model, "dataset": str(data_dir), "rows": int(meta["rows"]["train"]),
         "vocab_size": rows, "table_size": rows, "data_vocab": int(meta["vocab_size"]),
         "emb_dim": run.model_config.emb_dim, "batch_size": run.train.batch_size,
-        "embedding": "static", "mode": "standalone", "workers": 1, "hardware": hardware,
+        "embedding": run.embedding.kind.value, "mode": "standalone", "workers": 1,
+        "hardware": hardware,
         "steps": result.steps, "seed": run.train.seed, "epochs": run.train.epochs,
         "sparse": use_sparse(run.train.sparse, rows),
+        "permit_filter_value": run.embedding.permit_filter_value,
+        "evict_filter_value": run.embedding.evict_filter_value,
     }
     return new_record(run_id=run_id or new_run_id(),
                       cell_id=cell_id or f"{run.model}-{data_dir.name}", suite=suite,
                       spec=spec, metrics=metrics, started_at=started_at)
+
+
+def hash_metrics(stats: dict) -> dict:
+    """Record metrics of a hash table's end-of-training counters (IndexStats)."""
+    return {
+        "hash_live_rows": stats["live_rows"], "hash_admitted": stats["admitted"],
+        "hash_evicted": stats["evicted"], "hash_candidates": stats["candidates"],
+        "hash_rejected_full": stats["rejected_full"],
+        "hash_default_fraction": stats["default_lookups"] / max(1, stats["lookups"]),
+        "hash_index_mb": stats["index_bytes"] / 2**20,
+    }

@@ -27,7 +27,7 @@ from mindrec.config import (MODEL_CONFIGS, PRESETS, ConfigError, RunConfig, Spar
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 MODES = ("standalone",)
-EMBEDDINGS = ("static",)
+EMBEDDINGS = ("static", "hash")
 _SUITE_KEYS = {"description", "timeout_s", "fixed", "grid", "cells"}
 
 
@@ -45,6 +45,8 @@ class CellSpec:
     mode: str = "standalone"
     workers: int = 1
     embedding: str = "static"
+    permit: int = 1  # hash: hits before a key gets a row
+    evict: int | None = None  # hash: idle steps before a row is evicted (None: never)
     rows: int = 300_000
     vocab: int = 200_000
     table_size: int | None = None
@@ -66,6 +68,8 @@ class CellSpec:
         for name in ("workers", "rows", "vocab", "batch_size", "steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.embedding != "hash" and (self.permit != 1 or self.evict is not None):
+            raise ConfigError("permit and evict apply to embedding: hash only")
         if self.repeat < 0:
             raise ConfigError(f"repeat: must not be negative, got {self.repeat}")
 
@@ -73,7 +77,10 @@ class CellSpec:
     def cell_id(self) -> str:
         """Stable, readable identity of the cell (the resume and comparison key)."""
         table = "data" if self.table_size is None else f"{self.table_size}"
-        return (f"{self.model}-{self.hardware}-{self.mode}x{self.workers}-{self.embedding}"
+        embedding = self.embedding
+        if embedding == "hash":
+            embedding += f"p{self.permit}e{self.evict or 0}"
+        return (f"{self.model}-{self.hardware}-{self.mode}x{self.workers}-{embedding}"
                 f"-r{self.rows}-v{self.vocab}-t{table}-b{self.batch_size}-n{self.steps}"
                 f"-s{self.seed}-{self.preset}-{self.sparse.value}"
                 + (f"-rep{self.repeat}" if self.repeat else ""))
@@ -99,7 +106,9 @@ class CellSpec:
             "batch_size": self.batch_size, "seed": self.seed, "max_steps": self.steps,
             "warmup_steps": self.warmup_steps, "table_size": self.table_size,
             "sparse": self.sparse, "epochs": math.ceil(self.steps / per_epoch),
-            "log_every": max(1, self.steps // 5)})
+            "log_every": max(1, self.steps // 5)},
+            embedding={"kind": self.embedding, "permit_filter_value": self.permit,
+                       "evict_filter_value": self.evict})
 
 
 @dataclass(frozen=True)
