@@ -23,7 +23,13 @@ def pytest_collect_file(file_path, parent):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print the peak-memory sampler's overhead (ratio of medians, sampler on / off)."""
+    """Print the ratios measured side by side: the peak-memory sampler's overhead and
+    the train-step cost of hash tables against static ones."""
+    for twin in ("static-sparse", "static-dense"):
+        if f"hash/{twin}" in _MEDIANS:
+            terminalreporter.write_line(
+                f"Wide&Deep train steps, hash / {twin} tables, median of alternating "
+                f"rounds: {_MEDIANS[f'hash/{twin}']:.3f}")
     off, on = _MEDIANS.get("sampler-off"), _MEDIANS.get("sampler-on")
     interleaved = _MEDIANS.get("sampler-interleaved")
     if off and on and interleaved:

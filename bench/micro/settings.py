@@ -13,3 +13,6 @@ AUC_ROWS = 1_000_000
 SAMPLER_STEPS = 5  # train steps per round of the sampler-overhead loop
 SAMPLER_ROUNDS = 20
 SAMPLER_PAIRS = 15  # alternating with/without pairs for the sampler's ratio
+HASH_KEYS = 1_000_000  # keys held by the hash index / dict of the hash benchmarks
+HASH_TRAIN_STEPS = 20  # held batches per round of the static-vs-hash train-step loop
+HASH_RATIO_PAIRS = 10  # alternating hash/static rounds for the train-step ratio
