@@ -103,6 +103,21 @@ def _baseline(args) -> int:
     return 0
 
 
+def _hash_drift(args) -> int:
+    from bench.drift import DriftSpec, run_drift
+    from bench.results import write_atomic
+    spec = DriftSpec(distinct_keys=args.keys, window=args.window, evict=args.evict)
+    result = run_drift(spec)
+    print(f"{result['series'][-1]['admitted']:,} keys admitted in {result['steps']} steps "
+          f"({result['seconds']:.0f} s): at most {result['live_rows_max']:,} rows live "
+          f"(capacity {result['capacity']:,}); peak RSS {result['rss_mb_peak']:,.0f} MB, "
+          f"growth over the second half {result['rss_mb_second_half_growth']:+.1f} MB")
+    if args.out:
+        write_atomic(args.out, json.dumps(result, indent=1))
+        print(f"measurements written to {args.out}")
+    return 0
+
+
 def latest_run(runs_dir: Path) -> str:
     """Id of the most recently written run in ``runs_dir``."""
     stores = sorted(runs_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
@@ -187,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--max-bayes-gap", type=float, default=0.05,
                       help="allowed AUC gap to the Bayes optimum of synthetic data")
     gate.set_defaults(func=_gate)
+
+    drift = verbs.add_parser("hash-drift", help="memory of a hash table on a drifting stream")
+    drift.add_argument("--keys", type=int, default=2_000_000, help="distinct keys streamed")
+    drift.add_argument("--window", type=int, default=100_000, help="live key population")
+    drift.add_argument("--evict", type=int, default=20, help="idle steps before eviction")
+    drift.add_argument("--out", type=Path, help="write the measurements (JSON)")
+    drift.set_defaults(func=_hash_drift)
 
     baseline = verbs.add_parser("baseline", help="write a gate baseline from a finished run")
     baseline.add_argument("--run", required=True)

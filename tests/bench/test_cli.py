@@ -38,17 +38,43 @@ def test_bad_config_is_a_clear_error(tiny_data, capsys):
     assert "meta.json" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("model", ["wide_deep", "dcn"])
-def test_acceptance_300k_rows_reach_the_bayes_optimum(model, tmp_path_factory, capsys):
-    """Issue 2's bar: cpu-small on 300k synthetic rows gets within 0.02 of the Bayes AUC."""
+def acceptance_data(tmp_path_factory):
+    """300k synthetic rows, converted (made once per session)."""
     root = tmp_path_factory.getbasetemp() / "acceptance"
     raw, conv = root / "raw", root / "conv"
     if not (conv / "meta.json").exists():
         assert main(["data", "synth", "--rows", "300000", "--out", str(raw)]) == 0
         assert main(["data", "convert", "--input", str(raw / "train.txt"), "--out", str(conv)]) == 0
-    out = root / f"{model}.json"
-    assert main(["train", "--model", model, "--data", str(conv), "--out", str(out)]) == 0
+    return conv
+
+
+def train_record(data, name: str, *args) -> dict:
+    out = data.parent / f"{name}.json"
+    if not out.exists():
+        assert main(["train", "--data", str(data), "--out", str(out), *args]) == 0
     (record,) = read_records(out)
-    m = record["metrics"]
+    return record
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["wide_deep", "dcn"])
+def test_acceptance_300k_rows_reach_the_bayes_optimum(model, tmp_path_factory):
+    """Issue 2's bar: cpu-small on 300k synthetic rows gets within 0.02 of the Bayes AUC."""
+    m = train_record(acceptance_data(tmp_path_factory), model, "--model", model)["metrics"]
     assert m["auc"] >= m["bayes_auc"] - 0.02, m
+
+
+@pytest.mark.slow
+def test_acceptance_hash_tables_match_static_tables(tmp_path_factory, capsys):
+    """Issue 5's bar: W&D on hash tables (permit 1, no eviction) within 0.005 AUC of
+    static tables; with a permit threshold rare keys are dropped and counted."""
+    data = acceptance_data(tmp_path_factory)
+    static = train_record(data, "wide_deep", "--model", "wide_deep")["metrics"]
+    hashed = train_record(data, "wide_deep-hash", "--model", "wide_deep", "--embedding", "hash")
+    assert hashed["spec"]["embedding"] == "hash"
+    assert abs(hashed["metrics"]["auc"] - static["auc"]) <= 0.005, (hashed["metrics"], static)
+    assert hashed["metrics"]["hash_candidates"] == 0
+    permit = train_record(data, "wide_deep-permit", "--model", "wide_deep",
+                          "--embedding", "hash", "--permit", "5")["metrics"]
+    assert permit["hash_candidates"] > 0 and permit["hash_default_fraction"] > 0
+    assert "keys seen but not admitted" in capsys.readouterr().out
