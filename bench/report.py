@@ -35,7 +35,9 @@ _SPEC = ("model", "dataset", "mode", "workers", "hardware", "embedding", "vocab_
          "table_size", "sparse")
 _METRICS = ("samples_per_s", "step_ms_p50", "step_ms_p90", "compile_s", "peak_rss_mb",
             "peak_device_mb", "auc", "logloss", "bayes_auc", "flops_per_sample",
-            "roofline_samples_per_s", "roofline_fraction", "peak_rss_mb_per_worker")
+            "roofline_samples_per_s", "roofline_fraction", "peak_rss_mb_per_worker",
+            "hash_live_rows", "hash_admitted", "hash_evicted", "hash_candidates",
+            "hash_default_fraction", "hash_index_mb")
 _INT, _F0, _F2, _F3, _F4 = "{:,.0f}", "{:,.0f}", "{:.2f}", "{:.3f}", "{:.4f}"
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:13px}
@@ -121,16 +123,18 @@ def _quality(ok: pd.DataFrame, models: list[str], published: list[dict],
     if measured.empty:
         blocks.append(("p", "No ok cell measured an AUC."))
     else:
-        keys = (["run"] if multi else []) + ["model", "table_size", "bayes_auc"]
+        keys = (["run"] if multi else []) + ["model", "embedding", "table_size", "bayes_auc"]
         table = (measured.groupby(keys, dropna=False, sort=True)
                  .agg(cells=("cell_id", "count"), auc=("auc", "mean"),
                       auc_min=("auc", "min"), logloss=("logloss", "mean")).reset_index())
         table["gap"] = table["bayes_auc"] - table["auc"]
-        blocks += [("p", "Measured test AUC per model and table size (mean over its cells), "
+        blocks += [("p", "Measured test AUC per model, embedding and table size (mean over "
+                         "its cells), "
                          "the Bayes-optimal AUC of the synthetic test split (the target) "
                          "and the gap between them (Bayes − measured)."),
                    ("table", _show(table, ([("run", "run", None)] if multi else []) + [
-                       ("model", "model", None), ("table_size", "table size", _INT),
+                       ("model", "model", None), ("embedding", "embedding", None),
+                       ("table_size", "table size", _INT),
                        ("cells", "cells", None), ("auc", "AUC", _F4),
                        ("auc_min", "AUC min", _F4), ("logloss", "logloss", _F4),
                        ("bayes_auc", "Bayes AUC (target)", _F4),
@@ -172,6 +176,24 @@ def _throughput(ok: pd.DataFrame, published: list[dict], models: list[str],
         blocks += [("p", "Published throughput (other hardware, model sizes and data; "
                          "for orientation, not comparison):"), ("table", pub)]
     return blocks
+
+
+def _hash_tables(ok: pd.DataFrame, multi: bool) -> list[tuple]:
+    rows = ok.dropna(subset=["hash_live_rows"])
+    if rows.empty:
+        return []
+    return [("h", 2, "Hash tables"),
+            ("p", "End-of-training counters of the dynamic hash tables: rows live, keys "
+                  "admitted and evicted, keys seen but never admitted (below the permit "
+                  "threshold), the share of lookups that read the default row, and the "
+                  "host index's memory."),
+            ("table", _show(rows, ([("run", "run", None)] if multi else []) + [
+                ("cell_id", "cell", None), ("hash_live_rows", "live rows", _INT),
+                ("hash_admitted", "admitted", _INT), ("hash_evicted", "evicted", _INT),
+                ("hash_candidates", "not admitted", _INT),
+                ("hash_default_fraction", "default lookups", "{:.2%}"),
+                ("hash_index_mb", "index MB", _F2), ("auc", "AUC", _F4),
+                ("samples_per_s", "samples/s", _F0)]))]
 
 
 def _roofline(ok: pd.DataFrame, multi: bool) -> list[tuple]:
@@ -275,7 +297,8 @@ def build_blocks(run_paths: list[Path], published: list[dict] | None = None) -> 
     models = list(dict.fromkeys(frame["model"].dropna()))
     multi = len(runs) > 1
     return (_summary(frame, runs) + _quality(ok, models, published, multi)
-            + _throughput(ok, published, models, multi) + _roofline(ok, multi) + _problems(frame)
+            + _throughput(ok, published, models, multi) + _hash_tables(ok, multi)
+            + _roofline(ok, multi) + _problems(frame)
             + _environment(runs) + _comparison(frame, runs))
 
 
