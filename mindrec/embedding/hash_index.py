@@ -205,6 +205,40 @@ class HashIndex:
         self._counters[8] = 0
         return removed, keys, written
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to rebuild this index (checkpoints): its entries with their
+        slots, hit counts and last-hit steps, the free slots in order, the step, export
+        sequence and counters, so a restored index continues exactly. Changes
+        not yet exported are not part of it."""
+        live = (self._keys != EMPTY) & (self._keys != DELETED)
+        return {"keys": self._keys[live], "slots": self._slot[live],
+                "counts": self._count[live], "last": self._last[live],
+                "free": self._free[:int(self._n_free[0])].copy(),
+                "header": np.array([self.capacity, self.step, self.delta_sequence], np.int64),
+                "counters": self._counters.copy()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a :meth:`state` of an index with the same capacity."""
+        capacity, step, sequence = (int(v) for v in state["header"])
+        if capacity != self.capacity:
+            raise ValueError(f"index state of capacity {capacity:,} does not fit an index "
+                             f"of capacity {self.capacity:,}")
+        keys, slots = state["keys"].astype(np.int64), state["slots"].astype(np.int32)
+        self._allocate_buckets(_bucket_count(len(keys)))
+        _rehash(keys, slots, state["counts"].astype(np.int32), state["last"].astype(np.int64),
+                self._keys, self._slot, self._count, self._last)
+        held = slots > 0
+        self._slot_key[:] = EMPTY
+        self._slot_key[slots[held]] = keys[held]
+        free = state["free"].astype(np.int32)
+        self._free[:len(free)] = free
+        self._n_free[0] = len(free)
+        self._dirty[:] = 0
+        self._counters[:] = state["counters"]
+        self._counters[0] = len(keys)
+        self._counters[8] = 0
+        self.step, self.delta_sequence = step, sequence
+
     def __len__(self) -> int:
         self.sweep()
         return self.capacity - int(self._n_free[0])

@@ -177,3 +177,19 @@ def test_damaged_delta_file_is_named(tmp_path):
     path.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="delta.npz"):
         TableDelta.load(path)
+
+
+def test_index_state_round_trip_continues_identically():
+    rng = np.random.default_rng(1)
+    a = HashIndex(50, permit_filter_value=2, evict_filter_value=3)
+    for _ in range(6):
+        a.train_lookup(rng.integers(0, 80, 30)); a.advance()
+    b = HashIndex(50, permit_filter_value=2, evict_filter_value=3)
+    b.load_state(a.state())
+    for _ in range(6):  # both continue from the same state the same way
+        keys = rng.integers(0, 80, 30)
+        np.testing.assert_array_equal(a.train_lookup(keys)[0], b.train_lookup(keys)[0])
+        a.advance(); b.advance()
+    assert a.stats() == b.stats()
+    with pytest.raises(ValueError, match="capacity"):
+        HashIndex(10).load_state(a.state())

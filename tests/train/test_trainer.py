@@ -8,8 +8,8 @@ from mindrec.train import checkpoint
 from mindrec.train.trainer import build, evaluate, fit
 
 
-def small_run(model, **train):
-    return build_run_config(model, "cpu-small",
+def small_run(model, embedding="static", **train):
+    return build_run_config(model, "cpu-small", embedding={"kind": embedding},
                             train_overrides={"epochs": 1, "batch_size": 500, **train})
 
 
@@ -35,15 +35,16 @@ def test_seeded_runs_repeat(tiny_data):
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn"])
-def test_checkpoint_reload_gives_same_predictions(model, tiny_data, tmp_path):
-    run = small_run(model, max_steps=10)
+@pytest.mark.parametrize("model, embedding", [("wide_deep", "static"), ("dcn", "static"),
+                                              ("wide_deep", "hash")])
+def test_checkpoint_reload_gives_same_predictions(model, embedding, tiny_data, tmp_path):
+    run = small_run(model, max_steps=10, embedding=embedding)
     net = build(run, tiny_data)
     fit(net, run, tiny_data, progress=None)
     expected = evaluate(net, tiny_data).predictions
     path = checkpoint.save(net, tmp_path / f"{model}.safetensors")
 
-    fresh = build(small_run(model, seed=99), tiny_data)
+    fresh = build(small_run(model, seed=99, embedding=embedding), tiny_data)
     assert not np.allclose(evaluate(fresh, tiny_data).predictions, expected)
     checkpoint.load(fresh, path)
     np.testing.assert_array_equal(evaluate(fresh, tiny_data).predictions, expected)
