@@ -65,3 +65,16 @@ def test_run_config_covers_the_steps():
     assert run.train.max_steps == 25 and run.train.epochs == 3
     with pytest.raises(ConfigError, match="exceeds"):
         CellSpec(model="dcn", batch_size=5000).run_config(train_rows=1000)
+
+
+def test_hash_cells_carry_their_filters():
+    cell = CellSpec(model="wide_deep", embedding="hash", permit=3, evict=50)
+    assert "hashp3e50" in cell.cell_id
+    embedding = cell.run_config(300_000).embedding
+    assert (embedding.kind.value, embedding.permit_filter_value,
+            embedding.evict_filter_value) == ("hash", 3, 50)
+    static = CellSpec(model="wide_deep")
+    assert "-static-" in static.cell_id  # static ids unchanged (baselines key on them)
+    with pytest.raises(ConfigError, match="hash only"):
+        CellSpec(model="wide_deep", permit=3)
+    assert any(c.embedding == "hash" and c.hardware == "cpu" for c in load_suite("quick").cells)
