@@ -117,6 +117,29 @@ class EmbeddingConfig:
                 raise ConfigError(f"embedding.{name} must be at least 1 (or null), got {value}")
 
 
+class ParallelMode(str, enum.Enum):
+    """How training is spread over workers (processes launched by msrun)."""
+
+    STANDALONE = "standalone"        # one process
+    DATA_PARALLEL = "data_parallel"  # every worker holds the whole model; gradients averaged
+    HYBRID = "hybrid"                # tables sharded by rows across workers; the rest data parallel
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """The parallel mode and its number of workers."""
+
+    mode: ParallelMode = ParallelMode.STANDALONE
+    workers: int = 1
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise ConfigError(f"parallel.workers must be at least 1, got {self.workers}")
+        if (self.mode is ParallelMode.STANDALONE) != (self.workers == 1):
+            raise ConfigError(f"parallel: mode {self.mode.value} with {self.workers} workers; "
+                              f"standalone runs exactly one worker, the other modes two or more")
+
+
 MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig}
 
 PRESETS: dict[str, dict[str, dict[str, dict]]] = {
@@ -147,6 +170,21 @@ class RunConfig:
     model_config: WideDeepConfig | DCNConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+
+    def __post_init__(self):
+        if (self.parallel.mode is not ParallelMode.STANDALONE
+                and self.embedding.kind is EmbeddingKind.HASH):
+            raise ConfigError(f"embedding: hash runs standalone only (each worker would keep "
+                              f"its own key index); got mode {self.parallel.mode.value}")
+        if self.train.batch_size % self.parallel.workers:
+            raise ConfigError(f"train.batch_size {self.train.batch_size} must be a multiple of "
+                              f"the {self.parallel.workers} workers (each takes an equal slice "
+                              f"of every global batch)")
+
+    def to_dict(self) -> dict:
+        """Plain values (JSON-ready); :func:`run_config_from_dict` reads them back."""
+        return json_ready(dataclasses.asdict(self))
 
 
 def from_dict(cls, values: dict, where: str = "config"):
@@ -198,9 +236,34 @@ def _coerce(value, hint, where: str):
     return value
 
 
+def json_ready(value):
+    """Enums to their values and tuples to lists, recursively."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def run_config_from_dict(values: dict) -> RunConfig:
+    """The inverse of :meth:`RunConfig.to_dict` (workers receive their run this way)."""
+    model = values["model"]
+    if model not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown model {model!r}; choose from {', '.join(MODEL_CONFIGS)}")
+    return RunConfig(
+        model=model,
+        model_config=from_dict(MODEL_CONFIGS[model], values["model_config"], "model_config"),
+        train=from_dict(TrainConfig, values["train"], "train"),
+        embedding=from_dict(EmbeddingConfig, values["embedding"], "embedding"),
+        parallel=from_dict(ParallelConfig, values["parallel"], "parallel"))
+
+
 def build_run_config(model: str, preset: str = "mindrec", model_overrides: dict | None = None,
                      train_overrides: dict | None = None,
-                     embedding: dict | None = None) -> RunConfig:
+                     embedding: dict | None = None,
+                     parallel: dict | None = None) -> RunConfig:
     """Resolve ``preset`` for ``model`` and apply overrides (later wins)."""
     if model not in MODEL_CONFIGS:
         raise ConfigError(f"unknown model {model!r}; choose from {', '.join(MODEL_CONFIGS)}")
@@ -214,4 +277,5 @@ def build_run_config(model: str, preset: str = "mindrec", model_overrides: dict 
         model_config=from_dict(MODEL_CONFIGS[model], model_values, f"{preset}.{model}.model"),
         train=from_dict(TrainConfig, train_values, f"{preset}.{model}.train"),
         embedding=from_dict(EmbeddingConfig, embedding or {}, "embedding"),
+        parallel=from_dict(ParallelConfig, parallel or {}, "parallel"),
     )

@@ -41,3 +41,24 @@ def test_unknown_model_and_preset():
         build_run_config("deepfm")
     with pytest.raises(ConfigError, match="unknown preset"):
         build_run_config("dcn", "huge")
+
+
+def test_run_config_round_trips_through_plain_values():
+    import json
+
+    from mindrec.config import run_config_from_dict
+    run = build_run_config("dcn", "cpu-small", train_overrides={"batch_size": 1000},
+                           parallel={"mode": "hybrid", "workers": 2})
+    assert run_config_from_dict(json.loads(json.dumps(run.to_dict()))) == run
+
+
+@pytest.mark.parametrize("parallel, embedding, batch, match", [
+    ({"mode": "standalone", "workers": 2}, "static", 1000, "exactly one worker"),
+    ({"mode": "data_parallel", "workers": 1}, "static", 1000, "two or more"),
+    ({"mode": "hybrid", "workers": 2}, "hash", 1000, "standalone only"),
+    ({"mode": "data_parallel", "workers": 3}, "static", 1000, "multiple of"),
+])
+def test_parallel_config_errors_are_named(parallel, embedding, batch, match):
+    with pytest.raises(ConfigError, match=match):
+        build_run_config("wide_deep", "cpu-small", train_overrides={"batch_size": batch},
+                         embedding={"kind": embedding}, parallel=parallel)
