@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from mindrec.config import PRESETS, ConfigError, EmbeddingKind, SparseMode
+from mindrec.config import PRESETS, ConfigError, EmbeddingKind, ParallelMode, SparseMode
 
 
 def _data_synth(args) -> int:
@@ -36,12 +36,15 @@ def _train(args) -> int:
     overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
                                    "seed": args.seed, "max_steps": args.max_steps,
                                    "sparse": args.sparse}.items() if v is not None}
+    workers = args.workers or (1 if args.mode == "standalone" else 2)
     embedding = {k: v for k, v in {"kind": args.embedding, "permit_filter_value": args.permit,
                                    "evict_filter_value": args.evict,
                                    "capacity": args.capacity}.items() if v is not None}
     run = build_run_config(args.model, args.preset, train_overrides=overrides,
-                           embedding=embedding)
-    record = train_and_measure(run, args.data, checkpoint_path=args.checkpoint)
+                           embedding=embedding,
+                           parallel={"mode": args.mode, "workers": workers})
+    record = train_and_measure(run, args.data, checkpoint_path=args.checkpoint,
+                               job_dir=args.job_dir, timeout_s=args.timeout)
     m = record["metrics"]
     gap = (f" (Bayes-optimal {m['bayes_auc']:.4f}, gap {m['bayes_auc'] - m['auc']:.4f})"
            if m.get("bayes_auc") is not None else "")
@@ -49,6 +52,10 @@ def _train(args) -> int:
           f"{m['logloss']:.4f}; {m['samples_per_s']:,.0f} samples/s (median step "
           f"{m['step_ms_p50']:.1f} ms, compile {m['compile_s']:.1f} s); peak RSS "
           f"{m['peak_rss_mb']:,.0f} MB")
+    if run.parallel.workers > 1:
+        print(f"{run.parallel.mode.value} on {run.parallel.workers} workers: peak RSS per worker "
+              f"{m['peak_rss_mb_per_worker']:,.0f} MB, tables {m['table_mb_per_worker']:,.1f} MB "
+              f"per worker; msrun job {m['launch_s']:.0f} s")
     if "hash_live_rows" in m:
         print(f"hash table: {m['hash_live_rows']:,} rows live, {m['hash_admitted']:,} admitted, "
               f"{m['hash_evicted']:,} evicted, {m['hash_candidates']:,} keys seen but not "
@@ -168,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--permit", type=int, help="hash: hits before a key gets a row (1)")
     train.add_argument("--evict", type=int, help="hash: idle steps before a row goes (never)")
     train.add_argument("--capacity", type=int, help="hash: rows (default: the vocabulary)")
+    train.add_argument("--mode", choices=[m.value for m in ParallelMode], default="standalone",
+                       help="standalone, or an msrun job: data_parallel or hybrid "
+                            "(tables sharded by rows)")
+    train.add_argument("--workers", type=int, default=None,
+                       help="workers of a parallel mode (default 2; 1 for standalone)")
+    train.add_argument("--job-dir", type=Path,
+                       help="parallel modes: keep the workers' logs and outputs here")
+    train.add_argument("--timeout", type=float, default=3600.0,
+                       help="parallel modes: kill the job after this many seconds")
     train.add_argument("--checkpoint", type=Path, help="save the trained model (.safetensors)")
     train.add_argument("--out", type=Path, help="write the result record (JSON)")
     train.set_defaults(func=_train)
@@ -226,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"mindrec-bench: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from mindrec.train.distributed import DistributedJobError
+        if not isinstance(exc, DistributedJobError):
+            raise
+        print(f"mindrec-bench: parallel job failed: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
-"""Runs one training job in this process and turns what it measured into a record."""
+"""Runs one training job (in this process, or as an msrun job of workers) and turns
+what it measured into a record."""
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from bench.hardware import select_device
+from bench.hardware import Unavailable, select_device
 from bench.limits import sgemm_gflops
 from bench.measure import PeakMemorySampler, nvml_used_mb_probe
+from bench.parallel import run_parallel
 from bench.results import new_record, new_run_id, now_iso
-from mindrec.config import RunConfig
+from mindrec.config import ParallelMode, RunConfig
 from mindrec.data.convert import load_meta
+from mindrec.embedding.tables import table_bytes
 from mindrec.models.registry import flops_per_sample, use_sparse
 from mindrec.train import checkpoint
 from mindrec.train.trainer import build, evaluate, fit, table_rows
@@ -20,26 +24,55 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
                       run_id: str | None = None, cell_id: str | None = None,
                       suite: str | None = None, limits: dict | None = None,
                       checkpoint_path: str | Path | None = None,
-                      progress: TextIO | None = sys.stderr) -> dict:
+                      progress: TextIO | None = sys.stderr, job_dir: str | Path | None = None,
+                      timeout_s: float = 3600.0) -> dict:
     """Train ``run`` on ``data_dir``, evaluate on its test split, return a result record.
 
-    ``limits`` (from :func:`bench.limits.measure_limits`) adds the roofline fraction.
-    Raises :class:`bench.hardware.Unavailable` when ``hardware`` cannot be selected.
+    ``limits`` (from :func:`bench.limits.measure_limits`) adds the roofline fraction. A
+    parallel run is an msrun job whose files go to ``job_dir`` (a temporary directory
+    when None) and which is killed after ``timeout_s``.
+
+    Raises :class:`bench.hardware.Unavailable` when ``hardware`` cannot be selected, and
+    :class:`mindrec.train.distributed.DistributedJobError` when a parallel job fails.
     """
     data_dir = Path(data_dir)
     meta = load_meta(data_dir)
     started_at = now_iso()
     device = select_device(hardware)
+    parallel = run.parallel.mode is not ParallelMode.STANDALONE
+    if parallel and hardware != "cpu":
+        raise Unavailable(f"{run.parallel.mode.value} on {hardware}: MindSpore's semi-auto "
+                          f"parallel path for {hardware} is not built yet; the CPU path "
+                          f"(msrun + mccl collectives) is")
     # The same kernel as the run's limits, measured here just before training: the gate
     # normalises throughput by the machine's state at this moment, not at run start.
     cell_sgemm = sgemm_gflops(repeats=10)
-    probe = nvml_used_mb_probe() if hardware == "gpu" else None
-    with PeakMemorySampler(device_probe=probe) as sampler:
-        network = build(run, data_dir, device)
-        result = fit(network, run, data_dir, progress=progress)
-        quality = evaluate(network, data_dir, table_size=run.train.table_size)
-    if checkpoint_path is not None:
-        checkpoint.save(network, checkpoint_path)
+    if parallel:
+        if checkpoint_path is not None:
+            raise ValueError("--checkpoint is for standalone runs (each worker of a "
+                             "parallel run holds a different shard)")
+        with tempfile.TemporaryDirectory(prefix="mindrec-job-") as scratch:
+            job = run_parallel(run, data_dir, Path(job_dir or scratch), timeout_s)
+        result, quality = job.train, job.quality
+        memory = {"peak_rss_mb": job.peak_rss_mb, "peak_anon_mb": job.peak_anon_mb,
+                  "peak_device_mb": None,
+                  "peak_rss_mb_per_worker": job.per_worker("peak_rss_mb"),
+                  "peak_anon_mb_per_worker": job.per_worker("peak_anon_mb"),
+                  "table_mb_per_worker": job.per_worker("table_mb"),
+                  "launch_s": job.launch_s}
+    else:
+        probe = nvml_used_mb_probe() if hardware == "gpu" else None
+        with PeakMemorySampler(device_probe=probe) as sampler:
+            network = build(run, data_dir, device)
+            result = fit(network, run, data_dir, progress=progress)
+            quality = evaluate(network, data_dir, table_size=run.train.table_size)
+        if checkpoint_path is not None:
+            checkpoint.save(network, checkpoint_path)
+        memory = {"peak_rss_mb": sampler.peak_rss_mb, "peak_anon_mb": sampler.peak_anon_mb,
+                  "peak_device_mb": sampler.peak_device_mb,
+                  "peak_rss_mb_per_worker": sampler.peak_rss_mb,
+                  "peak_anon_mb_per_worker": sampler.peak_anon_mb,
+                  "table_mb_per_worker": table_bytes(network) / 2**20}
     rows = table_rows(run, data_dir)
     flops = flops_per_sample(run)
     metrics = {
@@ -50,9 +83,7 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
         "compile_s": result.compile_s,
         "input_s": result.input_s,
         "train_wall_s": result.wall_s,
-        "peak_rss_mb": sampler.peak_rss_mb,
-        "peak_anon_mb": sampler.peak_anon_mb,
-        "peak_device_mb": sampler.peak_device_mb,
+        **memory,
         "train_loss_first": result.losses[0],
         "train_loss_last": result.losses[-1],
         "auc": quality.auc,
@@ -72,10 +103,10 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
         "model": run.model, "dataset": str(data_dir), "rows": int(meta["rows"]["train"]),
         "vocab_size": rows, "table_size": rows, "data_vocab": int(meta["vocab_size"]),
         "emb_dim": run.model_config.emb_dim, "batch_size": run.train.batch_size,
-        "embedding": run.embedding.kind.value, "mode": "standalone", "workers": 1,
-        "hardware": hardware,
+        "embedding": run.embedding.kind.value, "mode": run.parallel.mode.value,
+        "workers": run.parallel.workers, "hardware": hardware,
         "steps": result.steps, "seed": run.train.seed, "epochs": run.train.epochs,
-        "sparse": use_sparse(run.train.sparse, rows),
+        "sparse": use_sparse(run, rows),
         "permit_filter_value": run.embedding.permit_filter_value,
         "evict_filter_value": run.embedding.evict_filter_value,
     }

@@ -177,6 +177,10 @@ class RunConfig:
                 and self.embedding.kind is EmbeddingKind.HASH):
             raise ConfigError(f"embedding: hash runs standalone only (each worker would keep "
                               f"its own key index); got mode {self.parallel.mode.value}")
+        if (self.parallel.mode is ParallelMode.DATA_PARALLEL
+                and self.train.sparse is SparseMode.ON):
+            raise ConfigError("train.sparse on: data_parallel averages gradients with AllReduce, "
+                              "which has no sparse form on CPU; use hybrid mode for large tables")
         if self.train.batch_size % self.parallel.workers:
             raise ConfigError(f"train.batch_size {self.train.batch_size} must be a multiple of "
                               f"the {self.parallel.workers} workers (each takes an equal slice "

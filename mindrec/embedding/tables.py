@@ -1,8 +1,9 @@
 """Builds a model's embedding tables of the configured kind.
 
 Models ask for tables by width and initial spread; this module decides how they are
-stored: a static table of ``rows`` ids, CPU hash tables sharing one key index (so a
-model's tables admit and evict the same keys), or MapParameter tables on GPU.
+stored: a static table of ``rows`` ids, a table sharded by rows over the workers of a
+hybrid-parallel job, CPU hash tables sharing one key index (so a model's tables admit
+and evict the same keys), or MapParameter tables on GPU.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from mindspore import nn
 from mindrec.config import EmbeddingConfig, EmbeddingKind
 from mindrec.embedding.hash import DeviceHashEmbedding, HashEmbedding
 from mindrec.embedding.hash_index import HashIndex
+from mindrec.embedding.sharded import ShardedEmbedding
 from mindrec.embedding.static import StaticEmbedding
 
 
@@ -23,13 +25,17 @@ class TableFactory:
         rows (int): static rows; the hash capacity unless ``config.capacity`` is set.
         sparse (bool): sparse lookups for static tables (hash tables always are).
         seed (int): seeds the rows drawn for new hash keys.
+        shard (tuple[int, int] | None): ``(rank, size)`` to shard static tables by rows
+            over the workers of a hybrid-parallel job.
 
     ``index`` is the shared :class:`HashIndex` of CPU hash tables (None otherwise): the
     trainer turns keys into slots with it before each step.
     """
 
-    def __init__(self, config: EmbeddingConfig, rows: int, sparse: bool, seed: int = 0):
+    def __init__(self, config: EmbeddingConfig, rows: int, sparse: bool, seed: int = 0,
+                 shard: tuple[int, int] | None = None):
         self.config = config
+        self.shard = shard
         self.rows = rows
         self.sparse = sparse
         self.seed = seed
@@ -44,6 +50,8 @@ class TableFactory:
     def __call__(self, dim: int, init_std: float) -> nn.Cell:
         """A table of ``dim``-wide rows starting from N(0, init_std^2) (zeros if 0)."""
         self._made += 1
+        if self.config.kind is EmbeddingKind.STATIC and self.shard is not None:
+            return ShardedEmbedding(self.rows, dim, self.sparse, init_std, *self.shard)
         if self.config.kind is EmbeddingKind.STATIC:
             return StaticEmbedding(self.rows, dim, self.sparse, init_std)
         default = "normal" if init_std > 0 else "zeros"
@@ -51,3 +59,11 @@ class TableFactory:
             return DeviceHashEmbedding(dim, default, self.config.permit_filter_value,
                                        self.config.evict_filter_value)
         return HashEmbedding(self.index, dim, default, init_std, seed=self.seed + self._made)
+
+
+def table_bytes(network: nn.Cell) -> int:
+    """Bytes of the embedding tables this process holds (its shard in hybrid mode)."""
+    kinds = (StaticEmbedding, ShardedEmbedding, HashEmbedding)
+    tables = {id(cell.table): cell.table for _, cell in network.cells_and_names()
+              if isinstance(cell, kinds)}
+    return sum(table.nbytes for table in tables.values())

@@ -4,7 +4,8 @@
 ``optimizers()``."""
 from __future__ import annotations
 
-from mindrec.config import SPARSE_AUTO_MIN_ROWS, ConfigError, RunConfig, SparseMode
+from mindrec.config import (SPARSE_AUTO_MIN_ROWS, ConfigError, ParallelMode, RunConfig,
+                            SparseMode)
 from mindrec.embedding.tables import TableFactory
 
 
@@ -14,15 +15,23 @@ def _classes() -> dict[str, type]:
     return {"wide_deep": WideDeep, "dcn": DCN}
 
 
-def use_sparse(mode: SparseMode, vocab_size: int) -> bool:
-    """Resolve the sparse setting for a table of ``vocab_size`` rows."""
+def use_sparse(run: RunConfig, vocab_size: int) -> bool:
+    """Resolve the sparse setting of ``run`` for tables of ``vocab_size`` rows.
+
+    Data-parallel training averages gradients with AllReduce, which has no sparse form
+    on CPU, so its tables take dense updates (large tables belong in hybrid mode).
+    """
+    mode = run.train.sparse
+    if run.parallel.mode is ParallelMode.DATA_PARALLEL:
+        return False
     if mode is SparseMode.AUTO:
         return vocab_size >= SPARSE_AUTO_MIN_ROWS
     return mode is SparseMode.ON
 
 
-def build_model(run: RunConfig, vocab_size: int):
-    """Instantiate ``run.model`` for a dataset with ``vocab_size`` ids.
+def build_model(run: RunConfig, vocab_size: int, rank: int = 0):
+    """Instantiate ``run.model`` for a dataset with ``vocab_size`` ids, as worker
+    ``rank`` of ``run.parallel.workers`` (hybrid mode shards the tables by rank).
 
     The network's ``hash_index`` is the key index of its CPU hash tables (None for
     static tables): its ids must be turned into slots before each step.
@@ -30,8 +39,9 @@ def build_model(run: RunConfig, vocab_size: int):
     classes = _classes()
     if run.model not in classes:
         raise ConfigError(f"unknown model {run.model!r}; choose from {', '.join(classes)}")
-    tables = TableFactory(run.embedding, vocab_size, use_sparse(run.train.sparse, vocab_size),
-                          seed=run.train.seed)
+    shard = (rank, run.parallel.workers) if run.parallel.mode is ParallelMode.HYBRID else None
+    tables = TableFactory(run.embedding, vocab_size, use_sparse(run, vocab_size),
+                          seed=run.train.seed, shard=shard)
     network = classes[run.model](run.model_config, tables)
     network.hash_index = tables.index
     return network

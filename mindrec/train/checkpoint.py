@@ -17,6 +17,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
+from mindrec.embedding.sharded import ShardedEmbedding
+
 _INDEX_PREFIX = "hash_index."
 
 
@@ -41,7 +43,11 @@ def save(network: nn.Cell, path: str | Path) -> Path:
 
 
 def load(network: nn.Cell, path: str | Path) -> None:
-    """Load ``path`` into ``network``; every parameter of the network must be present."""
+    """Load ``path`` into ``network``; every parameter of the network must be present.
+
+    A row-sharded table (a hybrid-parallel worker) takes its own rows of the full table
+    saved by a standalone run, so a parallel job can start from a standalone checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
@@ -57,5 +63,11 @@ def load(network: nn.Cell, path: str | Path) -> None:
         if not state:
             raise KeyError(f"{path}: checkpoint has no hash index for the network's hash tables")
         index.load_state(state)
+    shards = {id(cell.table): cell for _, cell in network.cells_and_names()
+              if isinstance(cell, ShardedEmbedding)}
     for name, param in names.items():
-        param.set_data(params[name])
+        value = params[name]
+        if id(param) in shards and value.shape != param.shape:
+            shards[id(param)].load_full(value.asnumpy())
+        else:
+            param.set_data(value)

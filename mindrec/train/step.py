@@ -11,6 +11,8 @@ import mindspore as ms
 from mindspore import ParameterTuple, nn, ops
 
 from mindrec.embedding.hash import HashEmbedding
+from mindrec.embedding.sharded import ShardedEmbedding
+from mindrec.train.distributed import GradientMean
 
 
 class LossCell(nn.Cell):
@@ -29,11 +31,15 @@ class LossCell(nn.Cell):
 class TrainStep(nn.Cell):
     """One optimisation step: loss, gradients, then every optimizer on its parameters.
 
+    With ``workers`` > 1 (inside an msrun job) gradients are averaged over the workers
+    before the update, except those of row-sharded tables, whose owners already receive
+    the gradients of every worker.
+
     Shapes:
         ids (B, F) int32, vals (B, F) float32, labels (B, 1) float32 -> loss () float32.
     """
 
-    def __init__(self, network: nn.Cell):
+    def __init__(self, network: nn.Cell, workers: int = 1):
         super().__init__(auto_prefix=False)
         self.loss_cell = LossCell(network)
         optimizers = network.optimizers()
@@ -47,9 +53,16 @@ class TrainStep(nn.Cell):
             bounds.append(bounds[-1] + len(opt.parameters))
         self.bounds = tuple(bounds)
         self.grad_fn = ops.value_and_grad(self.loss_cell, None, ParameterTuple(params))
+        self.distributed = workers > 1
+        if self.distributed:
+            sharded = [c.table for _, c in network.cells_and_names()
+                       if isinstance(c, ShardedEmbedding)]
+            self.grad_mean = GradientMean(params, workers, local=sharded)
 
     def construct(self, ids, vals, labels):
         loss, grads = self.grad_fn(ids, vals, labels)
+        if self.distributed:
+            grads = self.grad_mean(grads)
         for i, opt in enumerate(self.optimizers):
             opt(grads[self.bounds[i]:self.bounds[i + 1]])
         return loss
@@ -68,7 +81,15 @@ class Predict(nn.Cell):
 
 
 def configure_runtime(seed: int, device: str = "CPU") -> None:
-    """Select the device, GRAPH mode and the global seed (call before building models)."""
-    ms.set_device(device)
+    """Select the device, GRAPH mode and the global seed (call before building models).
+
+    The device can be set once per process; setting the same one again (a worker whose
+    launcher already chose it) is fine.
+    """
+    try:
+        ms.set_device(device)
+    except RuntimeError:
+        if ms.get_context("device_target") != device:
+            raise
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(seed)

@@ -105,22 +105,34 @@ def batches(data_dir: Path, split: str, batch_size: int, table_size: int | None 
         yield (ids if table_size is None else spread_ids(ids, table_size)), vals, labels
 
 
-def build(run: RunConfig, data_dir: Path, device: str = "CPU"):
-    """Configure the runtime and build the model sized for the dataset (or table_size)."""
+def build(run: RunConfig, data_dir: Path, device: str = "CPU", rank: int = 0):
+    """Configure the runtime and build the model sized for the dataset (or table_size),
+    as worker ``rank`` of a parallel run."""
     configure_runtime(run.train.seed, device)
-    return build_model(run, table_rows(run, data_dir))
+    return build_model(run, table_rows(run, data_dir), rank)
 
 
-def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.stderr) -> TrainResult:
+def worker_rows(batch_size: int, rank: int, workers: int) -> slice:
+    """The rows of every global batch that worker ``rank`` of ``workers`` takes."""
+    share = batch_size // workers
+    return slice(rank * share, (rank + 1) * share)
+
+
+def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.stderr,
+        rank: int = 0) -> TrainResult:
     """Train ``network`` on the train split for ``run.train.epochs`` (or ``max_steps``).
 
     The last partial batch of each epoch is dropped so every step has one shape (one
     compiled graph). Batches are shuffled with a seed derived from ``run.train.seed``.
-    With hash embeddings each step's time includes turning its keys into slots.
+    With hash embeddings each step's time includes turning its keys into slots. In a
+    parallel run every worker reads the same global batches and trains on its own
+    equal slice of each (so K steps match K standalone steps on the global batches);
+    throughput counts the global batch.
     """
     cfg = run.train
     index = network.hash_index
-    step_fn = TrainStep(network)
+    mine = worker_rows(cfg.batch_size, rank, run.parallel.workers)
+    step_fn = TrainStep(network, run.parallel.workers)
     step_fn.set_train(True)
     result = TrainResult(batch_size=cfg.batch_size)
     started = last_report = time.perf_counter()
@@ -132,7 +144,7 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
             batch = next(epoch_batches, None)
             if batch is None:
                 break
-            keys, vals, labels = batch
+            keys, vals, labels = (a[mine] for a in batch)
             step_start = time.perf_counter()
             cpu_start = time.process_time()
             result.input_s += step_start - fetch_start
@@ -170,11 +182,30 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
 
 def evaluate(network, data_dir: Path, split: str = "test", batch_size: int = 4096,
              table_size: int | None = None) -> EvalResult:
-    """AUC and logloss of ``network`` over every row of ``split``.
+    """AUC and logloss of ``network`` over every row of ``split`` (one process)."""
+    return quality(*predict_split(network, data_dir, split, batch_size, table_size))
 
-    The last batch is padded to ``batch_size`` (and the padding dropped) so evaluation
-    compiles one graph. Hash keys are looked up without counting as hits.
+
+def quality(predictions: np.ndarray, labels: np.ndarray) -> EvalResult:
+    """AUC and logloss of click ``predictions`` against 0/1 ``labels``."""
+    return EvalResult(auc=roc_auc(labels, predictions), logloss=log_loss(labels, predictions),
+                      rows=len(labels), predictions=predictions, labels=labels)
+
+
+def predict_split(network, data_dir: Path, split: str = "test", batch_size: int = 4096,
+                  table_size: int | None = None, rank: int = 0,
+                  workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and labels of ``split``: all its rows, or in a parallel run the rows
+    of worker ``rank``'s slice of each batch (every worker must call this together:
+    sharded tables look rows up with collectives).
+
+    Batches are padded to ``batch_size`` (rounded up to a multiple of ``workers``; the
+    padding is dropped) so evaluation compiles one graph. Hash keys are looked up
+    without counting as hits.
     """
+    batch_size = -(-batch_size // workers) * workers
+    mine = worker_rows(batch_size, rank, workers)
+    positions = np.arange(batch_size)[mine]
     predict = Predict(network)
     predict.set_train(False)
     index = network.hash_index
@@ -186,11 +217,11 @@ def evaluate(network, data_dir: Path, split: str = "test", batch_size: int = 409
         if n < batch_size:
             ids = np.pad(ids, ((0, batch_size - n), (0, 0)))
             vals = np.pad(vals, ((0, batch_size - n), (0, 0)))
-        p = predict(Tensor(ids), Tensor(vals)).asnumpy()[:n, 0]
-        preds.append(p)
-        labels.append(lab[:, 0])
+            lab = np.pad(lab, ((0, batch_size - n), (0, 0)))
+        kept = positions < n
+        p = predict(Tensor(ids[mine]), Tensor(vals[mine])).asnumpy()[:, 0]
+        preds.append(p[kept])
+        labels.append(lab[mine][kept, 0])
     if not preds:
         raise ValueError(f"{data_dir}: the {split} split is empty")
-    predictions, truth = np.concatenate(preds), np.concatenate(labels)
-    return EvalResult(auc=roc_auc(truth, predictions), logloss=log_loss(truth, predictions),
-                      rows=len(truth), predictions=predictions, labels=truth)
+    return np.concatenate(preds), np.concatenate(labels)

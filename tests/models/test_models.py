@@ -72,7 +72,14 @@ def test_cross_layer_formula():
 
 
 def test_sparse_auto_threshold():
-    assert not use_sparse(SparseMode.AUTO, 200_000)
-    assert use_sparse(SparseMode.AUTO, 10_000_000)
-    assert use_sparse(SparseMode.ON, 10)
-    assert not use_sparse(SparseMode.OFF, 10**8)
+    def run(sparse, **parallel):
+        return build_run_config("dcn", "cpu-small", train_overrides={"sparse": sparse},
+                                parallel=parallel)
+
+    assert not use_sparse(run(SparseMode.AUTO), 200_000)
+    assert use_sparse(run(SparseMode.AUTO), 10_000_000)
+    assert use_sparse(run(SparseMode.ON), 10)
+    assert not use_sparse(run(SparseMode.OFF), 10**8)
+    # Data parallel averages gradients with AllReduce: dense only.
+    assert not use_sparse(run(SparseMode.AUTO, mode="data_parallel", workers=2), 10_000_000)
+    assert use_sparse(run(SparseMode.AUTO, mode="hybrid", workers=2), 10_000_000)
