@@ -15,19 +15,27 @@ from bench.hardware import Unavailable
 from bench.results import new_record, write_record
 from bench.runner import train_and_measure
 from bench.suite import CellSpec
+from mindrec.train.distributed import DistributedJobError
 from mindrec.config import build_run_config, from_dict
 from mindrec.data.convert import load_meta
 
 
 def run_cell(spec: CellSpec, data_dir: Path, run_id: str, suite: str | None,
-             limits: dict | None) -> dict:
-    """Train and measure ``spec`` here; a cell that cannot run here becomes ``skipped``."""
+             limits: dict | None, job_dir: Path | None = None,
+             timeout_s: float = 3600.0) -> dict:
+    """Train and measure ``spec`` here; a cell that cannot run here becomes ``skipped``,
+    a parallel job that fails (a worker died, time ran out) becomes ``failed`` with the
+    failing worker's log tail. Parallel jobs keep their logs in ``job_dir``."""
     run = spec.run_config(int(load_meta(data_dir)["rows"]["train"]))
     try:
         record = train_and_measure(run, data_dir, hardware=spec.hardware, run_id=run_id,
-                                   cell_id=spec.cell_id, suite=suite, limits=limits)
+                                   cell_id=spec.cell_id, suite=suite, limits=limits,
+                                   job_dir=job_dir, timeout_s=timeout_s)
     except Unavailable as exc:
         return unmeasured_record(spec, run_id, suite, str(exc))
+    except DistributedJobError as exc:
+        return unmeasured_record(spec, run_id, suite, f"parallel job failed: {exc}",
+                                 status="failed")
     record["spec"].update(cell_spec=spec.to_dict(), mode=spec.mode, workers=spec.workers,
                           embedding=spec.embedding)
     return record
@@ -60,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite")
     parser.add_argument("--limits", type=Path, help="machine-limit JSON of the run")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--job-dir", type=Path, help="parallel cells: the msrun job's files")
+    parser.add_argument("--timeout", type=float, default=3600.0,
+                        help="parallel cells: kill the msrun job after this many seconds")
     args = parser.parse_args(argv)
     spec = from_dict(CellSpec, json.loads(args.spec), "--spec")
     limits = json.loads(args.limits.read_text()) if args.limits else None
-    write_record(args.out, run_cell(spec, args.data, args.run_id, args.suite, limits))
+    write_record(args.out, run_cell(spec, args.data, args.run_id, args.suite, limits,
+                                    args.job_dir, args.timeout))
     return 0
 
 

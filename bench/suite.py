@@ -26,7 +26,7 @@ from mindrec.config import (MODEL_CONFIGS, PRESETS, ConfigError, RunConfig, Spar
                             build_run_config, from_dict)
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-MODES = ("standalone",)
+MODES = ("standalone", "data_parallel", "hybrid")
 EMBEDDINGS = ("static", "hash")
 _SUITE_KEYS = {"description", "timeout_s", "fixed", "grid", "cells"}
 
@@ -68,6 +68,9 @@ class CellSpec:
         for name in ("workers", "rows", "vocab", "batch_size", "steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if (self.mode == "standalone") != (self.workers == 1):
+            raise ConfigError(f"mode {self.mode} with {self.workers} workers: standalone runs "
+                              f"one worker, data_parallel and hybrid two or more")
         if self.embedding != "hash" and (self.permit != 1 or self.evict is not None):
             raise ConfigError("permit and evict apply to embedding: hash only")
         if self.repeat < 0:
@@ -108,7 +111,8 @@ class CellSpec:
             "sparse": self.sparse, "epochs": math.ceil(self.steps / per_epoch),
             "log_every": max(1, self.steps // 5)},
             embedding={"kind": self.embedding, "permit_filter_value": self.permit,
-                       "evict_filter_value": self.evict})
+                       "evict_filter_value": self.evict},
+            parallel={"mode": self.mode, "workers": self.workers})
 
 
 @dataclass(frozen=True)

@@ -27,17 +27,23 @@ from bench.suite import CellSpec, Suite, select
 from mindrec.config import build_run_config
 
 LOG_TAIL_LINES = 40
+# A parallel cell's own msrun deadline, inside the sweep's: msrun and its workers run in
+# sessions of their own, which the sweep's kill of the cell's process group misses.
+_JOB_TIMEOUT_SHARE = 0.9
 # Parameter + two optimizer slots per table value, float32, plus a margin for the rest.
 _BYTES_PER_TABLE_VALUE = 4 * 3 * 1.25
 
 
 def table_memory_bytes(spec: CellSpec) -> float | None:
-    """Rough memory of the cell's tables and optimizer state (None: sized by the data)."""
+    """Rough memory of the cell's tables and optimizer state, summed over its workers
+    (None: sized by the data). Every data-parallel worker holds whole tables; hybrid
+    workers hold a share each."""
     if spec.table_size is None:
         return None
     dim = build_run_config(spec.model, spec.preset).model_config.emb_dim
     wide = 1 if spec.model == "wide_deep" else 0
-    return spec.table_size * (dim + wide) * _BYTES_PER_TABLE_VALUE
+    copies = spec.workers if spec.mode == "data_parallel" else 1
+    return copies * spec.table_size * (dim + wide) * _BYTES_PER_TABLE_VALUE
 
 
 def skip_reason(spec: CellSpec) -> str | None:
@@ -98,7 +104,9 @@ def run_cell_process(spec: CellSpec, data: Path, run_id: str, suite: Suite,
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "bench.cell", "--spec", json.dumps(spec.to_dict()),
                "--data", str(data), "--run-id", run_id, "--suite", suite.name,
-               "--limits", str(limits_path), "--out", str(out)]
+               "--limits", str(limits_path), "--out", str(out),
+               "--job-dir", str(log_path.with_suffix(".job")),
+               "--timeout", str(_JOB_TIMEOUT_SHARE * suite.timeout_s)]
     started = time.monotonic()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
