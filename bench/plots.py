@@ -34,7 +34,7 @@ def line_plot_png(frame: pd.DataFrame, y: str, by: list[str], *, title: str, yla
     for key, line in points.groupby(by, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         line = line.sort_values(x)
-        ax.plot(line[x], line[y], marker="o", label=" / ".join(str(k) for k in key))
+        ax.plot(line[x], line[y], marker="o", label=" / ".join(map(_label, key)))
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -45,3 +45,41 @@ def line_plot_png(frame: pd.DataFrame, y: str, by: list[str], *, title: str, yla
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def bar_plot_png(frame: pd.DataFrame, y: str, x: str, by: list[str], *, title: str,
+                 ylabel: str, xlabel: str) -> bytes | None:
+    """Grouped bars of ``y``: one group per value of ``x`` (in order of appearance), one
+    bar per distinct ``by`` combination; medians where several cells coincide. Returns
+    None when no row has both values."""
+    data = frame.dropna(subset=[x, y])
+    if data.empty:
+        return None
+    points = data.groupby(by + [x], dropna=False, sort=False)[y].median().reset_index()
+    groups = list(dict.fromkeys(points[x]))
+    series = list(points.groupby(by, dropna=False, sort=True))
+    width = 0.8 / len(series)
+    fig = Figure(figsize=(7.5, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, (key, bars) in enumerate(series):
+        key = key if isinstance(key, tuple) else (key,)
+        positions = [groups.index(g) + (i - (len(series) - 1) / 2) * width for g in bars[x]]
+        ax.bar(positions, bars[y], width=width, label=" / ".join(map(_label, key)))
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _label(value) -> str:
+    """A legend label part: whole floats (sizes read back from JSON) as grouped integers."""
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value):,}"
+    return str(value)

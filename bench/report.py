@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.plots import line_plot_png
+from bench.plots import bar_plot_png, line_plot_png
 from bench.references import format_value, load_published
 from bench.results import STATUSES, now_iso, read_records, write_atomic
 
@@ -37,7 +37,7 @@ _METRICS = ("samples_per_s", "step_ms_p50", "step_ms_p90", "compile_s", "peak_rs
             "peak_device_mb", "auc", "logloss", "bayes_auc", "flops_per_sample",
             "roofline_samples_per_s", "roofline_fraction", "peak_rss_mb_per_worker",
             "hash_live_rows", "hash_admitted", "hash_evicted", "hash_candidates",
-            "hash_default_fraction", "hash_index_mb")
+            "hash_default_fraction", "hash_index_mb", "table_mb_per_worker")
 _INT, _F0, _F2, _F3, _F4 = "{:,.0f}", "{:,.0f}", "{:.2f}", "{:.3f}", "{:.4f}"
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:13px}
@@ -178,6 +178,38 @@ def _throughput(ok: pd.DataFrame, published: list[dict], models: list[str],
     return blocks
 
 
+def _parallel_modes(ok: pd.DataFrame, multi: bool) -> list[tuple]:
+    static = ok[ok["embedding"] == "static"]
+    if (static["mode"] == "standalone").all():
+        return []
+    shown = static.assign(layout=static["mode"] + " x" + static["workers"].astype(int).astype(str))
+    # Standalone first, then the parallel layouts by workers.
+    shown = shown.sort_values(["workers", "mode", "model", "table_size"])
+    blocks: list[tuple] = [
+        ("h", 2, "Parallel modes"),
+        ("p", "Static-table cells by parallel mode: standalone (one process), data_parallel "
+              "(whole model on every worker, gradients averaged) and hybrid (tables sharded "
+              "by rows over the workers, the rest data parallel), all msrun workers on this "
+              "machine. Throughput counts the global batch; memory is each worker's peak "
+              "(the largest worker) and its share of the tables. With as many workers as "
+              "cores or more, no speed-up is expected: this shows the cost of the "
+              "collectives and the memory split."),
+        ("table", _show(shown, ([("run", "run", None)] if multi else []) + [
+            ("model", "model", None), ("layout", "mode x workers", None),
+            ("table_size", "table size", _INT), ("samples_per_s", "samples/s", _F0),
+            ("peak_rss_mb_per_worker", "peak RSS MB per worker", _F0),
+            ("table_mb_per_worker", "table MB per worker", _F2),
+            ("peak_rss_mb", "peak RSS MB (all workers)", _F0), ("auc", "AUC", _F4)]))]
+    by = [c for c in ("run", "hardware") if ok[c].nunique() > 1] + ["model", "table_size"]
+    for name, y, label in (("modes-throughput", "samples_per_s", "samples/s"),
+                           ("modes-memory", "peak_rss_mb_per_worker", "peak RSS per worker (MB)")):
+        png = bar_plot_png(shown, y, "layout", by, title=f"{label} by parallel mode",
+                           ylabel=label, xlabel="mode x workers")
+        blocks.append(("img", name, png, f"{label} by parallel mode") if png
+                      else ("p", f"Plot of {label} omitted: no ok cell recorded it."))
+    return blocks
+
+
 def _hash_tables(ok: pd.DataFrame, multi: bool) -> list[tuple]:
     rows = ok.dropna(subset=["hash_live_rows"])
     if rows.empty:
@@ -297,7 +329,8 @@ def build_blocks(run_paths: list[Path], published: list[dict] | None = None) -> 
     models = list(dict.fromkeys(frame["model"].dropna()))
     multi = len(runs) > 1
     return (_summary(frame, runs) + _quality(ok, models, published, multi)
-            + _throughput(ok, published, models, multi) + _hash_tables(ok, multi)
+            + _throughput(ok, published, models, multi) + _parallel_modes(ok, multi)
+            + _hash_tables(ok, multi)
             + _roofline(ok, multi) + _problems(frame)
             + _environment(runs) + _comparison(frame, runs))
 

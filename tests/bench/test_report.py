@@ -105,3 +105,29 @@ def test_runs_without_ok_cells_still_report(tmp_path, published):
     assert "0 ok, 1 skipped, 0 failed" in md and "plots omitted" in md
     assert "no GPU" in md and "No machine-limit sidecar" in md
     assert "data:image/png" not in html_path.read_text()
+
+
+def test_parallel_modes_and_hash_tables_get_their_sections(tmp_path, published):
+    path = tmp_path / "runs" / "p.jsonl"
+    for mode, workers, table_mb in (("standalone", 1, 64.0), ("data_parallel", 2, 64.0),
+                                    ("hybrid", 2, 32.0)):
+        r = record("p", "wide_deep", 1000000)
+        r["cell_id"] = f"wide_deep-{mode}x{workers}"
+        r["spec"].update(mode=mode, workers=workers)
+        r["metrics"].update(peak_rss_mb_per_worker=700.0, table_mb_per_worker=table_mb)
+        append_record(path, r)
+    hashed = record("p", "wide_deep", 1000000)
+    hashed["cell_id"] = "wide_deep-hash"
+    hashed["spec"]["embedding"] = "hash"
+    hashed["metrics"].update(hash_live_rows=900, hash_admitted=1000, hash_evicted=100,
+                             hash_candidates=25, hash_default_fraction=0.0125,
+                             hash_index_mb=1.5)
+    append_record(path, hashed)
+    md_path, _ = write_report([path], tmp_path / "out", published)
+    md = md_path.read_text()
+    modes = md.split("## Parallel modes")[1].split("\n## ")[0]
+    assert "hybrid x2" in modes and "data_parallel x2" in modes and "32.00" in modes
+    assert "report.modes-throughput.png" in modes and "report.modes-memory.png" in modes
+    assert (tmp_path / "out" / "report.modes-memory.png").stat().st_size > 1000
+    hash_section = md.split("## Hash tables")[1].split("\n## ")[0]
+    assert "1.25%" in hash_section and "wide_deep-hash" in hash_section
