@@ -44,7 +44,8 @@ class ParallelResult:
 
 
 def run_parallel(run: RunConfig, data_dir: Path, job_dir: Path, timeout_s: float,
-                 save_params: bool = False, init_from: Path | None = None) -> ParallelResult:
+                 save_params: bool = False, init_from: Path | None = None,
+                 device: str = "CPU") -> ParallelResult:
     """Train and evaluate ``run`` on ``run.parallel.workers`` msrun workers, optionally
     starting from a standalone checkpoint and saving each worker's parameters.
 
@@ -55,6 +56,7 @@ def run_parallel(run: RunConfig, data_dir: Path, job_dir: Path, timeout_s: float
     job_dir.mkdir(parents=True, exist_ok=True)
     (job_dir / "run.json").write_text(json.dumps(run.to_dict()))
     (job_dir / "data").write_text(str(Path(data_dir).resolve()))
+    (job_dir / "device").write_text(device)
     args = [str(WORKER_SCRIPT), "--job", str(job_dir.resolve())]
     if save_params:
         args.append("--save-params")

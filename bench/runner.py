@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from bench.hardware import Unavailable, select_device
+from bench.hardware import select_device
 from bench.limits import sgemm_gflops
 from bench.measure import PeakMemorySampler, nvml_used_mb_probe
 from bench.parallel import run_parallel
@@ -40,10 +40,6 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
     started_at = now_iso()
     device = select_device(hardware)
     parallel = run.parallel.mode is not ParallelMode.STANDALONE
-    if parallel and hardware != "cpu":
-        raise Unavailable(f"{run.parallel.mode.value} on {hardware}: MindSpore's semi-auto "
-                          f"parallel path for {hardware} is not built yet; the CPU path "
-                          f"(msrun + mccl collectives) is")
     # The same kernel as the run's limits, measured here just before training: the gate
     # normalises throughput by the machine's state at this moment, not at run start.
     cell_sgemm = sgemm_gflops(repeats=10)
@@ -52,7 +48,8 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
             raise ValueError("--checkpoint is for standalone runs (each worker of a "
                              "parallel run holds a different shard)")
         with tempfile.TemporaryDirectory(prefix="mindrec-job-") as scratch:
-            job = run_parallel(run, data_dir, Path(job_dir or scratch), timeout_s)
+            job = run_parallel(run, data_dir, Path(job_dir or scratch), timeout_s,
+                               device=device)
         result, quality = job.train, job.quality
         memory = {"peak_rss_mb": job.peak_rss_mb, "peak_anon_mb": job.peak_anon_mb,
                   "peak_device_mb": None,

@@ -1,7 +1,7 @@
 """One worker of a parallel run, started by msrun: ``python bench/worker.py --job DIR``.
 
-``DIR/run.json`` holds the run (``RunConfig.to_dict``) and ``DIR/data`` names the
-dataset. Each worker trains on its slice of every global batch, predicts its slice of
+``DIR/run.json`` holds the run (``RunConfig.to_dict``), ``DIR/data`` names the
+dataset and ``DIR/device`` the MindSpore device (CPU, GPU, Ascend). Each worker trains on its slice of every global batch, predicts its slice of
 the test split, and writes ``rank_<r>.json`` (its measurements) and ``rank_<r>.npz``
 (its test predictions and labels); :mod:`bench.parallel` merges them into one record.
 With ``--save-params`` it also saves its parameters to ``rank_<r>.safetensors``; with
@@ -26,21 +26,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="start from this standalone checkpoint (.safetensors)")
     args = parser.parse_args(argv)
     # msrun runs this script in its scheduler too, which init_worker() never returns from.
-    from mindrec.train.distributed import init_worker
-    rank, workers = init_worker("CPU")
+    from mindrec.train.distributed import configure_parallel, init_worker
+    device = (args.job / "device").read_text().strip()
+    rank, workers = init_worker(device)
 
     from bench.measure import PeakMemorySampler
     from bench.results import write_atomic
-    from mindrec.config import run_config_from_dict
+    from mindrec.config import ParallelMode, run_config_from_dict
     from mindrec.embedding.tables import table_bytes
     from mindrec.train import checkpoint
     from mindrec.train.trainer import build, fit, predict_split
 
     job = args.job
     run = run_config_from_dict(json.loads((job / "run.json").read_text()))
+    configure_parallel(run.parallel.mode is ParallelMode.HYBRID, device, workers)
     data = Path((job / "data").read_text().strip())
     with PeakMemorySampler() as memory:
-        network = build(run, data, "CPU", rank)
+        network = build(run, data, device, rank)
         if args.init_from:
             checkpoint.load(network, args.init_from)
         result = fit(network, run, data, progress=sys.stderr if rank == 0 else None, rank=rank)

@@ -15,6 +15,8 @@ class StaticEmbedding(nn.Cell):
             the batch), which lazy optimizers (LazyAdam, FTRL) apply row by row; if
             False the gradient is a dense table-sized tensor.
         init_std (float): rows start from N(0, init_std^2).
+        row_sliced (bool): under MindSpore's semi-auto parallel (GPU, Ascend), split the
+            table by rows over the devices (MindSpore's ``table_row_slice`` strategy).
 
     Shapes:
         ids (B, F) int32 -> rows (B, F, dim) float32.
@@ -26,7 +28,8 @@ class StaticEmbedding(nn.Cell):
         (2, 39, 8)
     """
 
-    def __init__(self, vocab_size: int, dim: int, sparse: bool, init_std: float):
+    def __init__(self, vocab_size: int, dim: int, sparse: bool, init_std: float,
+                 row_sliced: bool = False):
         super().__init__()
         if vocab_size <= 0 or dim <= 0:
             raise ValueError(f"vocab_size and dim must be positive, got {vocab_size}, {dim}")
@@ -34,8 +37,11 @@ class StaticEmbedding(nn.Cell):
         self.dim = dim
         self.sparse = sparse
         # MindSpore allows sparse=False only with target="DEVICE" (a plain Gather).
-        self.lookup = nn.EmbeddingLookup(vocab_size, dim, param_init=Normal(init_std),
-                                         target="CPU" if sparse else "DEVICE", sparse=sparse)
+        self.row_sliced = row_sliced
+        self.lookup = nn.EmbeddingLookup(
+            vocab_size, dim, param_init=Normal(init_std), target="CPU" if sparse else "DEVICE",
+            sparse=sparse,
+            slice_mode=nn.EmbeddingLookup.TABLE_ROW_SLICE if row_sliced else "batch_slice")
 
     @property
     def table(self):
@@ -43,7 +49,7 @@ class StaticEmbedding(nn.Cell):
         return self.lookup.embedding_table
 
     def construct(self, ids):
-        if not self.sparse:
+        if not self.sparse or self.row_sliced:
             return self.lookup(ids)
         # The sparse gradient of a lookup carries one slice per occurrence of an id, and
         # MindSpore's CPU lazy optimizers apply each slice as its own update: an id seen

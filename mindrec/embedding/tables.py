@@ -26,7 +26,9 @@ class TableFactory:
         sparse (bool): sparse lookups for static tables (hash tables always are).
         seed (int): seeds the rows drawn for new hash keys.
         shard (tuple[int, int] | None): ``(rank, size)`` to shard static tables by rows
-            over the workers of a hybrid-parallel job.
+            over the workers of a hybrid-parallel job: on CPU through collectives
+            (:class:`ShardedEmbedding`), on GPU and Ascend through MindSpore's semi-auto
+            parallel row slicing.
 
     ``index`` is the shared :class:`HashIndex` of CPU hash tables (None otherwise): the
     trainer turns keys into slots with it before each step.
@@ -39,8 +41,9 @@ class TableFactory:
         self.rows = rows
         self.sparse = sparse
         self.seed = seed
-        self.on_device = (config.kind is EmbeddingKind.HASH
-                          and ms.get_context("device_target") == "GPU")
+        device = ms.get_context("device_target")
+        self.on_device = config.kind is EmbeddingKind.HASH and device == "GPU"
+        self.native_sharding = device != "CPU"
         self.index = None
         if config.kind is EmbeddingKind.HASH and not self.on_device:
             self.index = HashIndex(config.capacity or rows, config.permit_filter_value,
@@ -51,6 +54,8 @@ class TableFactory:
         """A table of ``dim``-wide rows starting from N(0, init_std^2) (zeros if 0)."""
         self._made += 1
         if self.config.kind is EmbeddingKind.STATIC and self.shard is not None:
+            if self.native_sharding:
+                return StaticEmbedding(self.rows, dim, self.sparse, init_std, row_sliced=True)
             return ShardedEmbedding(self.rows, dim, self.sparse, init_std, *self.shard)
         if self.config.kind is EmbeddingKind.STATIC:
             return StaticEmbedding(self.rows, dim, self.sparse, init_std)

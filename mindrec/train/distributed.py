@@ -131,6 +131,15 @@ def init_worker(backend_device: str = "CPU") -> tuple[int, int]:
     return get_rank(), get_group_size()
 
 
+def configure_parallel(hybrid: bool, device: str, workers: int) -> None:
+    """Hybrid mode on GPU and Ascend: MindSpore's semi-auto parallel, which shards the
+    row-sliced tables and inserts the data-parallel gradient collectives itself. (CPU
+    refuses semi-auto parallel, "Invalid backend: CPU"; there the collectives are ours.)"""
+    if hybrid and device != "CPU":
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.SEMI_AUTO_PARALLEL,
+                                     device_num=workers, gradients_mean=True)
+
+
 def _wait_for_scheduler(timeout_s: float) -> None:
     """Block until msrun's scheduler accepts TCP connections (or ``timeout_s`` passes).
 

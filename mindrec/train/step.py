@@ -33,7 +33,8 @@ class TrainStep(nn.Cell):
 
     With ``workers`` > 1 (inside an msrun job) gradients are averaged over the workers
     before the update, except those of row-sharded tables, whose owners already receive
-    the gradients of every worker.
+    the gradients of every worker. Under MindSpore's semi-auto parallel (hybrid mode on
+    GPU and Ascend) MindSpore inserts those collectives itself.
 
     Shapes:
         ids (B, F) int32, vals (B, F) float32, labels (B, 1) float32 -> loss () float32.
@@ -53,7 +54,8 @@ class TrainStep(nn.Cell):
             bounds.append(bounds[-1] + len(opt.parameters))
         self.bounds = tuple(bounds)
         self.grad_fn = ops.value_and_grad(self.loss_cell, None, ParameterTuple(params))
-        self.distributed = workers > 1
+        self.distributed = (workers > 1 and ms.get_auto_parallel_context("parallel_mode")
+                            != ms.ParallelMode.SEMI_AUTO_PARALLEL)
         if self.distributed:
             sharded = [c.table for _, c in network.cells_and_names()
                        if isinstance(c, ShardedEmbedding)]

@@ -49,3 +49,15 @@ def test_bad_embedding_config_is_named(values, match):
     from mindrec.config import ConfigError, from_dict
     with pytest.raises(ConfigError, match=match):
         from_dict(EmbeddingConfig, values, "embedding")
+
+
+def test_hybrid_tables_shard_by_collectives_on_cpu_and_row_slicing_elsewhere(monkeypatch):
+    from mindrec.embedding.sharded import ShardedEmbedding
+    cpu = TableFactory(EmbeddingConfig(), rows=100, sparse=False, shard=(1, 2))
+    table = cpu(8, 0.01)
+    assert isinstance(table, ShardedEmbedding) and table.table.shape == (50 + 1, 8)
+    monkeypatch.setattr(tables_module.ms, "get_context",
+                        lambda key: "Ascend" if key == "device_target" else None)
+    native = TableFactory(EmbeddingConfig(), rows=100, sparse=False, shard=(1, 2))(8, 0.01)
+    assert type(native) is StaticEmbedding and native.row_sliced
+    assert native.table.shape == (100, 8)  # MindSpore slices it when the graph compiles
