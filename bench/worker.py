@@ -1,9 +1,10 @@
 """One worker of a parallel run, started by msrun: ``python bench/worker.py --job DIR``.
 
 ``DIR/run.json`` holds the run (``RunConfig.to_dict``), ``DIR/data`` names the
-dataset and ``DIR/device`` the MindSpore device (CPU, GPU, Ascend). Each worker trains on its slice of every global batch, predicts its slice of
-the test split, and writes ``rank_<r>.json`` (its measurements) and ``rank_<r>.npz``
-(its test predictions and labels); :mod:`bench.parallel` merges them into one record.
+dataset and ``DIR/device`` the MindSpore device (CPU, GPU, Ascend). Each worker trains
+on its slice of every global batch, predicts its slice of the test split, and writes
+``rank_<r>.json`` (its measurements) and ``rank_<r>.npz`` (its test predictions and
+labels); :mod:`bench.parallel` merges them into one record.
 With ``--save-params`` it also saves its parameters to ``rank_<r>.safetensors``; with
 ``--init-from CKPT`` it starts from a standalone checkpoint instead of its own random
 initialisation (hybrid workers take their rows of each full table).

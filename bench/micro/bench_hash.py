@@ -1,5 +1,6 @@
-"""The hash embedding's host index beside a Python dict and numpy binary search, and the train step on hash
-tables beside static ones (the whole cost of dynamic keys per step).
+"""The hash embedding's host index beside a Python dict and numpy binary search, and
+the train step on hash tables beside static ones (the whole cost of dynamic keys per
+step).
 
 Lookups and inserts use one core (numba kernels, no threads). Keys are random int64
 values over the whole range, so they carry no locality a sequential id would give.

@@ -247,7 +247,8 @@ class TableDelta:
             raise ValueError(f"{path}: not a readable table delta ({exc})") from exc
 
 
-def export_delta(index: HashIndex, tables: dict[str, HashEmbedding], full: bool = False) -> TableDelta:
+def export_delta(index: HashIndex, tables: dict[str, HashEmbedding],
+                 full: bool = False) -> TableDelta:
     """Export the changes of ``index`` with the rows of each named table."""
     removed, keys, slots = index.take_changes()
     if full:

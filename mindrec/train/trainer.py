@@ -164,7 +164,8 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
             if not np.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at step {result.steps}")
             now = time.perf_counter()
-            if progress is not None and (result.steps % cfg.log_every == 0 or now - last_report > 10):
+            due = result.steps % cfg.log_every == 0 or now - last_report > 10
+            if progress is not None and due:
                 last_report = now
                 print(f"epoch {epoch + 1}/{cfg.epochs} step {result.steps} "
                       f"loss {np.mean(result.losses[-cfg.log_every:]):.4f} "
