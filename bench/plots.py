@@ -1,4 +1,5 @@
-"""Report plots: metric against table size, one line per configuration, as PNG bytes.
+"""Report plots as PNG bytes: a metric against table size (one line per configuration)
+and grouped bars of a metric by category (e.g. parallel mode).
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend state), so
 it runs headless and does not disturb a caller that uses another backend.
@@ -28,23 +29,14 @@ def line_plot_png(frame: pd.DataFrame, y: str, by: list[str], *, title: str, yla
     if data.empty:
         return None
     points = data.groupby(by + [x], dropna=False)[y].median().reset_index()
-    fig = Figure(figsize=(7.5, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _axes()
     for key, line in points.groupby(by, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         line = line.sort_values(x)
         ax.plot(line[x], line[y], marker="o", label=" / ".join(map(_label, key)))
     ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return _png(fig, ax, title, xlabel, ylabel)
 
 
 def bar_plot_png(frame: pd.DataFrame, y: str, x: str, by: list[str], *, title: str,
@@ -59,18 +51,27 @@ def bar_plot_png(frame: pd.DataFrame, y: str, x: str, by: list[str], *, title: s
     groups = list(dict.fromkeys(points[x]))
     series = list(points.groupby(by, dropna=False, sort=True))
     width = 0.8 / len(series)
-    fig = Figure(figsize=(7.5, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _axes()
     for i, (key, bars) in enumerate(series):
         key = key if isinstance(key, tuple) else (key,)
         positions = [groups.index(g) + (i - (len(series) - 1) / 2) * width for g in bars[x]]
         ax.bar(positions, bars[y], width=width, label=" / ".join(map(_label, key)))
     ax.set_xticks(range(len(groups)), groups)
+    ax.grid(True, axis="y", alpha=0.3)
+    return _png(fig, ax, title, xlabel, ylabel)
+
+
+def _axes():
+    fig = Figure(figsize=(7.5, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _png(fig: Figure, ax, title: str, xlabel: str, ylabel: str) -> bytes:
+    """Label the axes, add the legend and render the figure as PNG bytes."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     buffer = io.BytesIO()
