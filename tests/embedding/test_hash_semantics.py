@@ -193,3 +193,34 @@ def test_index_state_round_trip_continues_identically():
     assert a.stats() == b.stats()
     with pytest.raises(ValueError, match="capacity"):
         HashIndex(10).load_state(a.state())
+
+
+def test_deltas_bring_a_table_in_another_process_to_the_same_state(tmp_path):
+    import subprocess
+    import sys
+    source = table_of(64, 1, 2)
+    rng = np.random.default_rng(5)
+    paths = []
+    for step in range(6):  # admissions, updates, evictions between exports
+        source.index.train_lookup(rng.integers(0, 30, 6))
+        source.put(np.array([100 + step]), rng.normal(size=(1, DIM)).astype(np.float32))
+        source.index.advance()
+        if step % 2:
+            paths.append(tmp_path / f"delta-{step}.npz")
+            source.export_delta().save(paths[-1])
+    assert source.index.stats().evicted > 0
+    out = tmp_path / "replica.npz"
+    script = (
+        "import sys, numpy as np, mindspore as ms\n"
+        "ms.set_device('CPU')\n"
+        "from mindrec.embedding.hash import HashEmbedding, TableDelta\n"
+        "from mindrec.embedding.hash_index import HashIndex\n"
+        f"table = HashEmbedding(HashIndex(64), {DIM}, default_value={FILL})\n"
+        "for path in sys.argv[2:]:\n"
+        "    table.apply_delta(TableDelta.load(path))\n"
+        "np.savez(sys.argv[1], keys=table.keys(), values=table.values())\n")
+    subprocess.run([sys.executable, "-c", script, str(out), *map(str, paths)], check=True,
+                   timeout=120, capture_output=True)
+    replica = np.load(out)
+    assert dict(zip(replica["keys"].tolist(), map(tuple, replica["values"].tolist()))) == \
+        dict(zip(source.keys().tolist(), map(tuple, source.values().tolist())))
