@@ -97,7 +97,7 @@ def test_dead_worker_fails_the_job_fast(tmp_path, how, code_text):
     assert "worker rank 1" in str(error) and code_text in str(error)
     died_at = float(re.search(r"rank 1 is about to die at ([\d.]+)", error.log_tail).group(1))
     assert failed_at - died_at < 5, f"noticed the dead worker after {failed_at - died_at:.1f} s"
-    assert elapsed < 20, f"the job took {elapsed:.1f} s (about 8 s of it start-up)"
+    assert elapsed < 60, f"the job took {elapsed:.1f} s of its 120 s timeout"
     assert error.log_tail in str(error)
     assert no_children_left()
 
