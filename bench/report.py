@@ -165,7 +165,8 @@ def _throughput(ok: pd.DataFrame, published: list[dict], models: list[str],
     if table["sparse"].notna().any():
         columns.insert(6 + multi, ("sparse", "sparse", None))
     blocks.append(("table", _show(table, columns)))
-    by = [c for c in ("run", "hardware") if ok[c].nunique() > 1] + ["model", "mode", "embedding"]
+    by = ([c for c in ("run", "hardware") if ok[c].nunique() > 1]
+          + ["model", "mode", "workers", "embedding"])
     for name, y, label in (("throughput", "samples_per_s", "samples/s"),
                            ("memory", "peak_rss_mb", "peak RSS (MB)")):
         png = line_plot_png(ok, y, by, title=f"{label} vs table size", ylabel=label)

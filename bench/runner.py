@@ -37,39 +37,20 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
     """
     data_dir = Path(data_dir)
     meta = load_meta(data_dir)
+    parallel = run.parallel.mode is not ParallelMode.STANDALONE
+    if parallel and checkpoint_path is not None:
+        raise ValueError("--checkpoint is for standalone runs (each worker of a parallel "
+                         "run holds a different shard)")
     started_at = now_iso()
     device = select_device(hardware)
-    parallel = run.parallel.mode is not ParallelMode.STANDALONE
     # The same kernel as the run's limits, measured here just before training: the gate
     # normalises throughput by the machine's state at this moment, not at run start.
     cell_sgemm = sgemm_gflops(repeats=10)
     if parallel:
-        if checkpoint_path is not None:
-            raise ValueError("--checkpoint is for standalone runs (each worker of a "
-                             "parallel run holds a different shard)")
-        with tempfile.TemporaryDirectory(prefix="mindrec-job-") as scratch:
-            job = run_parallel(run, data_dir, Path(job_dir or scratch), timeout_s,
-                               device=device)
-        result, quality = job.train, job.quality
-        memory = {"peak_rss_mb": job.peak_rss_mb, "peak_anon_mb": job.peak_anon_mb,
-                  "peak_device_mb": None,
-                  "peak_rss_mb_per_worker": job.per_worker("peak_rss_mb"),
-                  "peak_anon_mb_per_worker": job.per_worker("peak_anon_mb"),
-                  "table_mb_per_worker": job.per_worker("table_mb"),
-                  "launch_s": job.launch_s}
+        result, quality, memory = _train_parallel(run, data_dir, device, job_dir, timeout_s)
     else:
-        probe = nvml_used_mb_probe() if hardware == "gpu" else None
-        with PeakMemorySampler(device_probe=probe) as sampler:
-            network = build(run, data_dir, device)
-            result = fit(network, run, data_dir, progress=progress)
-            quality = evaluate(network, data_dir, table_size=run.train.table_size)
-        if checkpoint_path is not None:
-            checkpoint.save(network, checkpoint_path)
-        memory = {"peak_rss_mb": sampler.peak_rss_mb, "peak_anon_mb": sampler.peak_anon_mb,
-                  "peak_device_mb": sampler.peak_device_mb,
-                  "peak_rss_mb_per_worker": sampler.peak_rss_mb,
-                  "peak_anon_mb_per_worker": sampler.peak_anon_mb,
-                  "table_mb_per_worker": table_bytes(network) / 2**20}
+        result, quality, memory = _train_standalone(run, data_dir, device, hardware,
+                                                    checkpoint_path, progress)
     rows = table_rows(run, data_dir)
     flops = flops_per_sample(run)
     metrics = {
@@ -110,6 +91,37 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
     return new_record(run_id=run_id or new_run_id(),
                       cell_id=cell_id or f"{run.model}-{data_dir.name}", suite=suite,
                       spec=spec, metrics=metrics, started_at=started_at)
+
+
+def _train_standalone(run: RunConfig, data_dir: Path, device: str, hardware: str,
+                      checkpoint_path: str | Path | None, progress: TextIO | None):
+    """Train and evaluate in this process: (TrainResult, EvalResult, memory metrics)."""
+    probe = nvml_used_mb_probe() if hardware == "gpu" else None
+    with PeakMemorySampler(device_probe=probe) as sampler:
+        network = build(run, data_dir, device)
+        result = fit(network, run, data_dir, progress=progress)
+        quality = evaluate(network, data_dir, table_size=run.train.table_size)
+    if checkpoint_path is not None:
+        checkpoint.save(network, checkpoint_path)
+    return result, quality, {
+        "peak_rss_mb": sampler.peak_rss_mb, "peak_anon_mb": sampler.peak_anon_mb,
+        "peak_device_mb": sampler.peak_device_mb,
+        "peak_rss_mb_per_worker": sampler.peak_rss_mb,
+        "peak_anon_mb_per_worker": sampler.peak_anon_mb,
+        "table_mb_per_worker": table_bytes(network) / 2**20}
+
+
+def _train_parallel(run: RunConfig, data_dir: Path, device: str,
+                    job_dir: str | Path | None, timeout_s: float):
+    """Train and evaluate as an msrun job: (TrainResult, EvalResult, memory metrics)."""
+    with tempfile.TemporaryDirectory(prefix="mindrec-job-") as scratch:
+        job = run_parallel(run, data_dir, Path(job_dir or scratch), timeout_s, device=device)
+    return job.train, job.quality, {
+        "peak_rss_mb": job.peak_rss_mb, "peak_anon_mb": job.peak_anon_mb,
+        "peak_device_mb": None,
+        "peak_rss_mb_per_worker": job.per_worker("peak_rss_mb"),
+        "peak_anon_mb_per_worker": job.per_worker("peak_anon_mb"),
+        "table_mb_per_worker": job.per_worker("table_mb"), "launch_s": job.launch_s}
 
 
 def hash_metrics(stats: dict) -> dict:
