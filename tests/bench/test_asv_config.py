@@ -34,8 +34,8 @@ def test_matrix_pins_mindspore_and_a_numpy_below_2():
 def test_benchmark_modules_import_without_mindspore():
     # asv imports every benchmark module during discovery and `asv check`; MindSpore's
     # import (~2 s) belongs in setup, where only the benchmark that needs it pays it.
-    code = ("import sys, bench.asv.common, bench.asv.train, bench.asv.data; "
-            "sys.exit('mindspore' in sys.modules)")
+    code = ("import sys, bench.asv.common, bench.asv.train, bench.asv.data, "
+            "bench.asv.embedding; sys.exit('mindspore' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, f"importing bench/asv loads MindSpore\n{done.stderr}"
