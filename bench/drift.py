@@ -50,13 +50,13 @@ class DriftSpec:
 def run_drift(spec: DriftSpec, progress: TextIO | None = sys.stderr) -> dict:
     """Stream ``spec.distinct_keys`` keys through a hash table; return the measurements
     (``admitted`` counts every admission: a key evicted and seen again counts twice)."""
-    import mindspore as ms
     from mindspore import Tensor, ops
 
     from mindrec.embedding.hash import HashEmbedding
     from mindrec.embedding.hash_index import HashIndex
+    from mindrec.train.step import use_device
 
-    ms.set_device("CPU")
+    use_device("CPU")
     rng = np.random.default_rng(spec.seed)
     # Enough rows for everything that can be live: evict + 1 steps of distinct keys.
     capacity = min(spec.distinct_keys, (spec.evict + 2) * spec.batch)

@@ -37,9 +37,11 @@ def select_device(hardware: str) -> str:
     """MindSpore device name for ``hardware``; raises Unavailable when the installed
     MindSpore build cannot use it (e.g. the CPU-only wheel on a GPU machine)."""
     import mindspore as ms
+
+    from mindrec.train.step import use_device
     device = MINDSPORE_DEVICE[hardware]
     try:
-        ms.set_device(device)
+        use_device(device)
     except (RuntimeError, ValueError) as exc:
         raise Unavailable(f"MindSpore {ms.__version__} cannot use {device}: {exc}") from exc
     return device

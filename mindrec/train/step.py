@@ -82,16 +82,18 @@ class Predict(nn.Cell):
         return ops.sigmoid(logits)
 
 
-def configure_runtime(seed: int, device: str = "CPU") -> None:
-    """Select the device, GRAPH mode and the global seed (call before building models).
-
-    The device can be set once per process; setting the same one again (a worker whose
-    launcher already chose it) is fine.
-    """
+def use_device(device: str) -> None:
+    """Select MindSpore's device. It can be set once per process (MindSpore refuses a
+    change once collectives are up); asking again for the device in use is fine."""
     try:
         ms.set_device(device)
     except RuntimeError:
         if ms.get_context("device_target") != device:
             raise
+
+
+def configure_runtime(seed: int, device: str = "CPU") -> None:
+    """Select the device, GRAPH mode and the global seed (call before building models)."""
+    use_device(device)
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(seed)
