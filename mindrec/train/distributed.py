@@ -338,9 +338,9 @@ class _Job:
         how = (f"was killed by {signal.Signals(-code).name}" if code < 0
                else f"exited with code {code}")
         if rank is None:
+            tails = _all_tails(self.log_dir, self.workers, with_msrun=True)
             return DistributedJobError(f"worker pid {pid} (rank unknown) {how}", rank=None,
-                                       log_tail=_all_tails(self.log_dir, self.workers,
-                                                                  with_msrun=True))
+                                       log_tail=tails)
         log = self.log_dir / f"worker_{rank}.log"
         return DistributedJobError(f"worker rank {rank} (pid {pid}) {how}; log: {log}",
                                    rank=rank, log_tail=tail(log))
