@@ -128,15 +128,16 @@ class HashEmbedding(nn.Cell):
     # -- the MapParameter surface -------------------------------------------------------
 
     def put(self, keys, values) -> None:
-        """Set the rows of ``keys`` (admitting them now); keys repeat: the last wins."""
+        """Set the rows of distinct ``keys`` (admitting them now). Nothing changes when the
+        rows do not match the keys or the table has no room for the new keys."""
+        keys = np.asarray(keys).reshape(-1)
         values = np.asarray(values, np.float32).reshape(-1, self.dim)
+        if len(values) != len(keys):
+            raise ValueError(f"put: {len(keys)} keys but {len(values)} rows of width {self.dim}")
+        if len(np.unique(keys)) != len(keys):
+            raise ValueError("put: keys repeat; give each key one row")
+        _require_room(self.index, keys, None, "put")
         slots, _ = self.index.insert(keys)
-        if len(values) != len(slots):
-            raise ValueError(f"put: {len(slots)} keys but {len(values)} rows of width {self.dim}")
-        kept = slots > 0
-        if not kept.all():
-            raise RuntimeError(f"put: the table is full (capacity {self.index.capacity}); "
-                               f"{int((~kept).sum())} keys got no row")
         self.write_rows(slots, values)
 
     def write_rows(self, slots: np.ndarray, values: np.ndarray) -> None:
@@ -247,6 +248,15 @@ class TableDelta:
             raise ValueError(f"{path}: not a readable table delta ({exc})") from exc
 
 
+def _require_room(index: HashIndex, keys, removed, what: str) -> None:
+    """Raise before any change when ``keys`` (after ``removed`` go) need more free slots
+    than ``index`` has."""
+    short = index.slots_needed(keys, removed)
+    if short > 0:
+        raise RuntimeError(f"{what}: the table is full (capacity {index.capacity:,}); "
+                           f"{short:,} more rows would be needed, nothing was changed")
+
+
 def export_delta(index: HashIndex, tables: dict[str, HashEmbedding],
                  full: bool = False) -> TableDelta:
     """Export the changes of ``index`` with the rows of each named table."""
@@ -277,12 +287,14 @@ def apply_delta(index: HashIndex, tables: dict[str, HashEmbedding], delta: Table
             raise ValueError(f"delta {delta.sequence}: table {name!r} rows have shape "
                              f"{rows.shape}, expected ({len(delta.keys)}, {table.dim})")
     if delta.full:
+        if len(delta.keys) > index.capacity:
+            raise RuntimeError(f"delta {delta.sequence}: {len(delta.keys):,} rows do not fit "
+                               f"the table (capacity {index.capacity:,})")
         index.clear()
+    else:
+        _require_room(index, delta.keys, delta.removed_keys, f"delta {delta.sequence}")
     index.erase(delta.removed_keys)
     slots, _ = index.insert(delta.keys)
-    if (slots == 0).any():
-        raise RuntimeError(f"delta {delta.sequence}: the table is full "
-                           f"(capacity {index.capacity})")
     for name, table in tables.items():
         table.write_rows(slots, delta.values[name])
     index.take_changes()  # what was applied is not a change of this replica

@@ -158,9 +158,19 @@ class HashIndex:
         return slots, self._admitted(fresh[:n_fresh].copy())
 
     def clear(self) -> None:
-        """Remove every key."""
-        keys, _ = self.items()
-        self.erase(keys)
+        """Remove every key (rows and candidates)."""
+        live = (self._keys != EMPTY) & (self._keys != DELETED)
+        self.erase(self._keys[live])
+
+    def slots_needed(self, keys: np.ndarray, removed: np.ndarray | None = None) -> int:
+        """Free slots that giving every key a row would take beyond those it has now,
+        after first removing ``removed`` (whose rows are freed): negative when it fits."""
+        keys = np.unique(self._check_keys(keys))
+        removed = np.unique(self._check_keys(np.empty(0, np.int64) if removed is None
+                                             else removed))
+        new = (self.lookup(keys) == 0) | np.isin(keys, removed)
+        freed = int((self.lookup(removed) > 0).sum())
+        return int(new.sum()) - int(self._n_free[0]) - freed
 
     def erase(self, keys: np.ndarray) -> None:
         """Remove ``keys`` (rows and candidates); absent keys are ignored."""

@@ -113,7 +113,7 @@ def test_recycled_slot_starts_from_a_fresh_row():
 def test_reserved_keys_are_rejected(key):
     table = table_of(4, 1, None)
     for call in (lambda k: table.index.train_lookup(k), table.get, table.erase,
-                 lambda k: table.put(k, np.zeros((1, DIM)))):
+                 lambda k: table.put(k, np.zeros((len(k), DIM)))):
         with pytest.raises(ValueError, match="reserved"):
             call(np.array([3, key]))
 
@@ -126,11 +126,26 @@ def test_int32_tables_reject_keys_that_do_not_fit():
     assert index.items()[0].dtype == np.int32 and len(index) == 2
 
 
-def test_put_into_a_full_table_is_an_error():
-    table = table_of(1, 1, None)
-    table.put(np.array([1]), np.zeros((1, DIM)))
-    with pytest.raises(RuntimeError, match="full"):
-        table.put(np.array([2]), np.zeros((1, DIM)))
+def test_bad_puts_are_errors_that_change_nothing():
+    table = table_of(2, 1, None)
+    table.put(np.array([1]), np.ones((1, DIM)))
+    for keys, rows, error, match in (
+            ([2, 3], np.zeros((2, DIM)), RuntimeError, "full"),
+            ([2], np.zeros((2, DIM)), ValueError, "1 keys but 2 rows"),
+            ([2, 2], np.zeros((2, DIM)), ValueError, "repeat")):
+        with pytest.raises(error, match=match):
+            table.put(np.array(keys), rows)
+        assert table.keys().tolist() == [1] and len(table.index.items()[0]) == 1
+    table.put(np.array([1, 2]), np.full((2, DIM), 3.0))  # an update and one new row fit
+    np.testing.assert_array_equal(table.get(np.array([1, 2])), np.full((2, DIM), 3.0))
+
+
+def test_clear_removes_rows_and_candidates():
+    table = table_of(4, 2, None)
+    table.put(np.array([1]), np.ones((1, DIM)))
+    table.index.train_lookup(np.array([5]))  # a candidate with one hit
+    table.index.clear()
+    assert len(table) == 0 and table.index.stats().candidates == 0
 
 
 @pytest.mark.parametrize("value, expected", [("zeros", 0.0), ("ones", 1.0), (2.5, 2.5),
@@ -224,3 +239,14 @@ def test_deltas_bring_a_table_in_another_process_to_the_same_state(tmp_path):
     replica = np.load(out)
     assert dict(zip(replica["keys"].tolist(), map(tuple, replica["values"].tolist()))) == \
         dict(zip(source.keys().tolist(), map(tuple, source.values().tolist())))
+
+
+def test_a_delta_that_does_not_fit_changes_nothing():
+    source = table_of(8, 1, None)
+    source.put(np.array([1, 2, 3]), np.ones((3, DIM)))
+    delta = source.export_delta()
+    small = table_of(2, 1, None)
+    small.put(np.array([9]), np.zeros((1, DIM)))
+    with pytest.raises(RuntimeError, match="full"):
+        small.apply_delta(delta)
+    assert small.keys().tolist() == [9] and small.index.delta_sequence == 0
