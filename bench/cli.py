@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench.job.launcher import DistributedJobError
 from mindrec.config import PRESETS, ConfigError, EmbeddingKind, ParallelMode, SparseMode
 
 
@@ -31,7 +32,7 @@ def _data_convert(args) -> int:
 
 def _train(args) -> int:
     from bench.results import write_record
-    from bench.runner import train_and_measure
+    from bench.job.runner import train_and_measure
     from mindrec.config import build_run_config
     overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
                                    "seed": args.seed, "max_steps": args.max_steps,
@@ -242,10 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"mindrec-bench: error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
-        from mindrec.train.distributed import DistributedJobError
-        if not isinstance(exc, DistributedJobError):
-            raise
+    except DistributedJobError as exc:
         print(f"mindrec-bench: parallel job failed: {exc}", file=sys.stderr)
         return 1
 

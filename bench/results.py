@@ -65,7 +65,7 @@ def new_record(*, run_id: str, cell_id: str, suite: str | None, spec: dict,
                status: str = "ok", reason: str | None = None, metrics: dict | None = None,
                started_at: str | None = None) -> dict:
     """A record with this machine's environment and git state filled in."""
-    from bench.measure import environment, git_state
+    from bench.job.measure import environment, git_state
     return {
         "schema": SCHEMA, "run_id": run_id, "cell_id": cell_id, "suite": suite,
         "started_at": started_at or now_iso(), "status": status, "reason": reason,

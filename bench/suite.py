@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.hardware import HARDWARE
+from bench.job.hardware import HARDWARE
 from mindrec.config import (MODEL_CONFIGS, PRESETS, ConfigError, RunConfig, SparseMode,
                             build_run_config, from_dict)
 

@@ -18,10 +18,10 @@ from typing import TextIO
 
 import psutil
 
-from bench.cell import unmeasured_record
+from bench.job.cell import unmeasured_record
 from bench.datasets import cached_dataset
-from bench.hardware import unavailable_reason
-from bench.limits import measure_limits
+from bench.job.hardware import unavailable_reason
+from bench.job.limits import measure_limits
 from bench.results import append_record, new_run_id, read_records, write_atomic
 from bench.suite import CellSpec, Suite, select
 from mindrec.config import build_run_config
@@ -98,11 +98,11 @@ def run_sweep(suite: Suite, results_dir: Path = Path("results"), run_id: str | N
 
 def run_cell_process(spec: CellSpec, data: Path, run_id: str, suite: Suite,
                      limits_path: Path, log_path: Path) -> dict:
-    """Run one cell via ``python -m bench.cell``; a crash or time-out gives ``failed``."""
+    """Run one cell via ``python -m bench.job.cell``; a crash or time-out gives ``failed``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.with_suffix(".json")
     out.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "bench.cell", "--spec", json.dumps(spec.to_dict()),
+    command = [sys.executable, "-m", "bench.job.cell", "--spec", json.dumps(spec.to_dict()),
                "--data", str(data), "--run-id", run_id, "--suite", suite.name,
                "--limits", str(limits_path), "--out", str(out),
                "--job-dir", str(log_path.with_suffix(".job")),

@@ -28,7 +28,7 @@ def test_criteo_encode(benchmark, parsed_chunk, vocabulary, per_second):
 @pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
 def test_mindrecord_iter_batches(benchmark, dataset, shuffle, per_second):
     """iter_batches over the ~100k-row train split of packed MindRecord, batch 1000."""
-    from mindrec.data.convert import load_meta
+    from mindrec.data.dataset import load_meta
     from mindrec.data.mindrecord import iter_batches
     path = dataset / load_meta(dataset)["files"]["train"]
 

@@ -64,8 +64,8 @@ def test_embedding_grad_step(benchmark, runtime, parsed_chunk, vocabulary, spars
 
 
 def test_roc_auc_1m(benchmark, per_second):
-    """mindrec.train.metrics.roc_auc over 1M predictions (float32 scores, some ties)."""
-    from mindrec.train.metrics import roc_auc
+    """mindrec.metrics.roc_auc over 1M predictions (float32 scores, some ties)."""
+    from mindrec.metrics import roc_auc
     rng = np.random.default_rng(SEED)
     labels = (rng.random(AUC_ROWS) < 0.25).astype(np.float32)
     scores = (rng.random(AUC_ROWS) + 0.5 * labels).astype(np.float32)
@@ -104,7 +104,7 @@ def _interleaved_ratio(loop, pairs: int) -> float:
     (one run, so machine drift cancels; FACTS.md: compare ratios measured together)."""
     import time
 
-    from bench.measure import PeakMemorySampler
+    from bench.job.measure import PeakMemorySampler
     plain, sampled = [], []
     for _ in range(pairs):
         start = time.perf_counter()
@@ -119,11 +119,11 @@ def _interleaved_ratio(loop, pairs: int) -> float:
 
 @pytest.mark.parametrize("sampler", ["off", "on"])
 def test_sampler_overhead(benchmark, train_loop, sampler, medians, per_second):
-    """The train-step loop with bench.measure.PeakMemorySampler (50 ms interval, as the
+    """The train-step loop with bench.job.measure.PeakMemorySampler (50 ms interval, as the
     runner uses it) sampling in the background for the whole benchmark, and without.
     The "on" case also measures the ratio on alternating pairs (``interleaved_ratio``);
     the summary prints both ratios."""
-    from bench.measure import PeakMemorySampler
+    from bench.job.measure import PeakMemorySampler
 
     def measure() -> None:
         benchmark.pedantic(train_loop, rounds=SAMPLER_ROUNDS, iterations=1, warmup_rounds=1)

@@ -22,8 +22,9 @@ import numpy as np
 
 from mindrec.data.criteo import (CriteoFormatError, OnBadRow, Vocabulary, VocabularyBuilder,
                                  encode, iter_chunks)
+from mindrec.data.dataset import FILES, META_FILE, META_SCHEMA
 from mindrec.data.mindrecord import PACK_SIZE, PackedWriter
-from mindrec.train.metrics import log_loss, roc_auc
+from mindrec.metrics import log_loss, roc_auc
 
 DEFAULT_THRESHOLD = 2
 """Default count threshold: a token is admitted when seen more than this many times.
@@ -32,9 +33,6 @@ Suits the synthetic data (about 300k rows). The original MindRec uses 100 for th
 Kaggle set (6 for Criteo 1TB): pass ``threshold=100`` (``--threshold 100``) for real data.
 """
 
-META_SCHEMA = "mindrec-dataset/1"
-META_FILE = "meta.json"
-FILES = {"train": "train.mindrecord", "test": "test.mindrecord", "vocabulary": "vocabulary.npz"}
 _BAD_LINES_KEPT = 20
 _PROGRESS_SECONDS = 2.0
 _U64 = np.uint64
@@ -116,16 +114,6 @@ def convert(input_path: str | Path, out_dir: str | Path, *, threshold: int = DEF
         raise
     return meta
 
-
-def load_meta(data_dir: str | Path) -> dict:
-    """Read ``meta.json`` of a converted dataset directory."""
-    path = Path(data_dir) / META_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{data_dir}: not a converted dataset (no {META_FILE})")
-    meta = json.loads(path.read_text())
-    if meta.get("schema") != META_SCHEMA:
-        raise ValueError(f"{path}: schema {meta.get('schema')!r}, expected {META_SCHEMA!r}")
-    return meta
 
 
 @dataclass(frozen=True)

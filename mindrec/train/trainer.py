@@ -17,10 +17,10 @@ import numpy as np
 from mindspore import Tensor
 
 from mindrec.config import RunConfig
-from mindrec.data.convert import load_meta
+from mindrec.data.dataset import load_meta
 from mindrec.data.mindrecord import iter_batches
 from mindrec.models.registry import build_model
-from mindrec.train.metrics import log_loss, roc_auc
+from mindrec.metrics import log_loss, roc_auc
 from mindrec.train.step import Predict, TrainStep, configure_runtime
 
 

@@ -1,4 +1,4 @@
-"""The asv setup: the configuration parses and points at bench/asv, and asv accepts the
+"""The asv setup: the configuration parses and points at bench/benchmarks, and asv accepts the
 benchmarks. Runs no benchmark (that takes minutes: docs/regression-tracking.md)."""
 import json
 import subprocess
@@ -14,9 +14,9 @@ def _config() -> dict:
 
 def test_config_parses_and_points_at_the_benchmarks():
     conf = _config()
-    assert conf["benchmark_dir"] == "bench/asv"
-    assert (ROOT / "bench" / "asv" / "__init__.py").is_file()
-    assert (ROOT / "bench" / "asv" / "common.py").is_file()
+    assert conf["benchmark_dir"] == "bench/benchmarks"
+    assert (ROOT / "bench" / "benchmarks" / "__init__.py").is_file()
+    assert (ROOT / "bench" / "benchmarks" / "common.py").is_file()
     assert conf["results_dir"] == "results/asv"
     assert conf["html_dir"] == "results/asv-html"
     assert conf["environment_type"] == "virtualenv"
@@ -34,11 +34,11 @@ def test_matrix_pins_mindspore_and_a_numpy_below_2():
 def test_benchmark_modules_import_without_mindspore():
     # asv imports every benchmark module during discovery and `asv check`; MindSpore's
     # import (~2 s) belongs in setup, where only the benchmark that needs it pays it.
-    code = ("import sys, bench.asv.common, bench.asv.train, bench.asv.data, "
-            "bench.asv.embedding; sys.exit('mindspore' in sys.modules)")
+    code = ("import sys, bench.benchmarks.common, bench.benchmarks.train, bench.benchmarks.data, "
+            "bench.benchmarks.embedding; sys.exit('mindspore' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
-    assert done.returncode == 0, f"importing bench/asv loads MindSpore\n{done.stderr}"
+    assert done.returncode == 0, f"importing bench/benchmarks loads MindSpore\n{done.stderr}"
 
 
 def test_asv_check_passes():

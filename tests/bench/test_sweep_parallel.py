@@ -32,10 +32,10 @@ class Timestamped:
 
 
 def rank_process(rank: int) -> psutil.Process | None:
-    """The msrun worker process of ``rank`` running bench/worker.py, if any."""
+    """The msrun worker process of ``rank`` running bench/job/worker.py, if any."""
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "bench/worker.py" in " ".join(proc.info["cmdline"] or ()):
+            if "bench/job/worker.py" in " ".join(proc.info["cmdline"] or ()):
                 env = proc.environ()
                 if env.get("MS_ROLE") == "MS_WORKER" and env.get("RANK_ID") == str(rank):
                     return proc

@@ -9,11 +9,11 @@ import pytest
 
 from criteo_rows import HAND_ROWS, line
 from mindrec.data import convert as convert_module
-from mindrec.data.convert import (DEFAULT_THRESHOLD, convert, in_test_split, load_meta,
-                                  truth_path)
+from mindrec.data.convert import DEFAULT_THRESHOLD, convert, in_test_split, truth_path
 from mindrec.data.criteo import NUM_CATEGORICAL, NUM_DENSE, CriteoFormatError, Vocabulary
+from mindrec.data.dataset import load_meta
 from mindrec.data.mindrecord import iter_batches
-from mindrec.train.metrics import log_loss, roc_auc
+from mindrec.metrics import log_loss, roc_auc
 
 
 def random_rows(n, seed=0):

@@ -13,7 +13,7 @@ from mindrec.data import synthetic
 from mindrec.data.synthetic import (BLOCK_ROWS, CRITEO_KAGGLE_CARDINALITIES, N_CAT, N_DENSE,
                                     SyntheticModel, SyntheticSpec, generate,
                                     scaled_cardinalities)
-from mindrec.train.metrics import roc_auc
+from mindrec.metrics import roc_auc
 
 INT_RE = re.compile(rb"-?[0-9]+")
 TOKEN_RE = re.compile(rb"[0-9a-f]{8}")

@@ -4,7 +4,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from bench.parallel import run_parallel
+from bench.job.parallel import run_parallel
 from mindrec.config import build_run_config
 from mindrec.embedding.tables import table_bytes
 from mindrec.train import checkpoint
@@ -55,5 +55,5 @@ def test_two_workers_match_standalone(mode, standalone, tiny_data, tmp_path):
 
 
 def evaluate_rows(data):
-    from mindrec.data.convert import load_meta
+    from mindrec.data.dataset import load_meta
     return load_meta(data)["rows"]["test"]

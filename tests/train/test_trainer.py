@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mindrec.config import build_run_config
-from mindrec.data.convert import load_meta
+from mindrec.data.dataset import load_meta
 from mindrec.train import checkpoint
 from mindrec.train.trainer import build, evaluate, fit
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mindrec.train.metrics import log_loss, roc_auc
+from mindrec.metrics import log_loss, roc_auc
 
 
 def pairwise_auc(labels, scores):

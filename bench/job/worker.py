@@ -1,10 +1,10 @@
-"""One worker of a parallel run, started by msrun: ``python bench/worker.py --job DIR``.
+"""One worker of a parallel run, started by msrun: ``python bench/job/worker.py --job DIR``.
 
 ``DIR/run.json`` holds the run (``RunConfig.to_dict``), ``DIR/data`` names the
 dataset and ``DIR/device`` the MindSpore device (CPU, GPU, Ascend). Each worker trains
 on its slice of every global batch, predicts its slice of the test split, and writes
 ``rank_<r>.json`` (its measurements) and ``rank_<r>.npz`` (its test predictions and
-labels); :mod:`bench.parallel` merges them into one record.
+labels); :mod:`bench.job.parallel` merges them into one record.
 With ``--save-params`` it also saves its parameters to ``rank_<r>.safetensors``; with
 ``--init-from CKPT`` it starts from a standalone checkpoint instead of its own random
 initialisation (hybrid workers take their rows of each full table).
@@ -20,7 +20,7 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench/worker.py")
+    parser = argparse.ArgumentParser(prog="bench/job/worker.py")
     parser.add_argument("--job", type=Path, required=True, help="the job directory")
     parser.add_argument("--save-params", action="store_true")
     parser.add_argument("--init-from", type=Path,
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     device = (args.job / "device").read_text().strip()
     rank, workers = init_worker(device)
 
-    from bench.measure import PeakMemorySampler
+    from bench.job.measure import PeakMemorySampler
     from bench.results import write_atomic
     from mindrec.config import ParallelMode, run_config_from_dict
     from mindrec.embedding.tables import table_bytes

@@ -7,13 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from bench.hardware import select_device
-from bench.limits import sgemm_gflops
-from bench.measure import PeakMemorySampler, nvml_used_mb_probe
-from bench.parallel import run_parallel
+from bench.job.hardware import select_device
+from bench.job.limits import sgemm_gflops
+from bench.job.measure import PeakMemorySampler, nvml_used_mb_probe
+from bench.job.parallel import run_parallel
 from bench.results import new_record, new_run_id, now_iso
 from mindrec.config import ParallelMode, RunConfig
-from mindrec.data.convert import load_meta
+from mindrec.data.dataset import load_meta
 from mindrec.embedding.tables import table_bytes
 from mindrec.models.registry import flops_per_sample, use_sparse
 from mindrec.train import checkpoint
@@ -28,11 +28,11 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
                       timeout_s: float = 3600.0) -> dict:
     """Train ``run`` on ``data_dir``, evaluate on its test split, return a result record.
 
-    ``limits`` (from :func:`bench.limits.measure_limits`) adds the roofline fraction. A
+    ``limits`` (from :func:`bench.job.limits.measure_limits`) adds the roofline fraction. A
     parallel run is an msrun job whose files go to ``job_dir`` (a temporary directory
     when None) and which is killed after ``timeout_s``.
 
-    Raises :class:`bench.hardware.Unavailable` when ``hardware`` cannot be selected, and
+    Raises :class:`bench.job.hardware.Unavailable` when ``hardware`` cannot be selected, and
     :class:`mindrec.train.distributed.DistributedJobError` when a parallel job fails.
     """
     data_dir = Path(data_dir)

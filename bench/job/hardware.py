@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 import shutil
 
-from bench.measure import gpus
+from bench.job.measure import gpus
 
 HARDWARE = ("cpu", "gpu", "ascend")
 MINDSPORE_DEVICE = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}

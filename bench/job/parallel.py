@@ -1,5 +1,5 @@
 """Runs a parallel (data_parallel or hybrid) training job through msrun and merges what
-its workers measured (see bench/worker.py).
+its workers measured (see bench/job/worker.py).
 
 Steps are synchronous, so a step takes as long as its slowest worker: step times are
 the element-wise maximum over workers, and throughput counts the global batch. The
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mindrec.config import RunConfig
-from mindrec.train.distributed import launch
+from bench.job.launcher import launch
 from mindrec.train.trainer import EvalResult, TrainResult, quality
 
 WORKER_SCRIPT = Path(__file__).resolve().parent / "worker.py"

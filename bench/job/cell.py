@@ -1,4 +1,4 @@
-"""One sweep cell in its own process: ``python -m bench.cell --spec JSON ...``.
+"""One sweep cell in its own process: ``python -m bench.job.cell --spec JSON ...``.
 
 Its own process gives the cell its own peak memory, a fresh MindSpore context (device,
 mode), and turns a crash into a ``failed`` record instead of a dead sweep. The record
@@ -11,13 +11,13 @@ import json
 import sys
 from pathlib import Path
 
-from bench.hardware import Unavailable
+from bench.job.hardware import Unavailable
+from bench.job.launcher import DistributedJobError
+from bench.job.runner import train_and_measure
 from bench.results import new_record, write_record
-from bench.runner import train_and_measure
 from bench.suite import CellSpec
-from mindrec.train.distributed import DistributedJobError
 from mindrec.config import build_run_config, from_dict
-from mindrec.data.convert import load_meta
+from mindrec.data.dataset import load_meta
 
 
 def run_cell(spec: CellSpec, data_dir: Path, run_id: str, suite: str | None,
@@ -61,7 +61,7 @@ def summary_spec(spec: CellSpec) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cell")
+    parser = argparse.ArgumentParser(prog="python -m bench.job.cell")
     parser.add_argument("--spec", required=True, help="the CellSpec as JSON")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--run-id", required=True)

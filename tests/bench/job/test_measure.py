@@ -1,6 +1,6 @@
 import numpy as np
 
-from bench.measure import PeakMemorySampler
+from bench.job.measure import PeakMemorySampler
 
 
 def test_sampler_sees_an_allocation_as_anonymous_memory():
