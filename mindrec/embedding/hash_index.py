@@ -31,9 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EMPTY = -1
-DELETED = -2
-RESERVED_KEYS = (EMPTY, DELETED)
+from mindrec.embedding.hash_layout import (ADMITTED, DEFAULT_LOOKUPS, DELETED, EMPTY, ERASED,
+                                           EVICTED, LIVE_ENTRIES, LOOKUPS, N_COUNTERS,
+                                           REJECTED_FULL, REMOVED_LENGTH, RESERVED_KEYS,
+                                           USED_BUCKETS)
+
 _MAX_LOAD = 0.5
 _NEVER = np.iinfo(np.int64).max
 
@@ -97,9 +99,7 @@ class HashIndex:
         self._slot_key = np.full(self.capacity + 1, EMPTY, np.int64)
         self._dirty = np.zeros(self.capacity + 1, np.uint8)
         self._removed = np.empty(1024, np.int64)
-        # counters: [used buckets (live + deleted), live entries, admitted, evicted,
-        # erased, rejected_full, lookups, default_lookups, removed-buffer length]
-        self._counters = np.zeros(9, np.int64)
+        self._counters = np.zeros(N_COUNTERS, np.int64)  # named in hash_layout
         self._admit_listeners = []
         self.delta_sequence = 0  # deltas exported from (or applied to) this index
 
@@ -159,8 +159,7 @@ class HashIndex:
 
     def clear(self) -> None:
         """Remove every key (rows and candidates)."""
-        live = (self._keys != EMPTY) & (self._keys != DELETED)
-        self.erase(self._keys[live])
+        self.erase(self._keys[self._held()])
 
     def slots_needed(self, keys: np.ndarray, removed: np.ndarray | None = None) -> int:
         """Free slots that giving every key a row would take beyond those it has now,
@@ -190,7 +189,7 @@ class HashIndex:
         """Drop every entry idle for more than ``evict_filter_value`` steps now."""
         if self.evict is None:
             return
-        self._reserve_removed(int(self._counters[1]))
+        self._reserve_removed(int(self._counters[LIVE_ENTRIES]))
         _kernels().sweep(self._keys, self._slot, self._last, self._free, self._n_free,
                          self._slot_key, self._dirty, self._removed, self._counters,
                          self.step, self._evict_after)
@@ -209,11 +208,11 @@ class HashIndex:
         admitted again in between appears in both."""
         self.sweep()
         written = np.flatnonzero(self._dirty).astype(np.int32)
-        n_removed = int(self._counters[8])
+        n_removed = int(self._counters[REMOVED_LENGTH])
         removed = self._removed[:n_removed].astype(self.key_dtype)
         keys = self._slot_key[written].astype(self.key_dtype)
         self._dirty[:] = 0
-        self._counters[8] = 0
+        self._counters[REMOVED_LENGTH] = 0
         return removed, keys, written
 
     def state(self) -> dict[str, np.ndarray]:
@@ -221,7 +220,7 @@ class HashIndex:
         slots, hit counts and last-hit steps, the free slots in order, the step, export
         sequence and counters, so a restored index continues exactly. Changes
         not yet exported are not part of it."""
-        live = (self._keys != EMPTY) & (self._keys != DELETED)
+        live = self._held()
         return {"keys": self._keys[live], "slots": self._slot[live],
                 "counts": self._count[live], "last": self._last[live],
                 "free": self._free[:int(self._n_free[0])].copy(),
@@ -247,8 +246,8 @@ class HashIndex:
         self._n_free[0] = len(free)
         self._dirty[:] = 0
         self._counters[:] = state["counters"]
-        self._counters[0] = len(keys)
-        self._counters[8] = 0
+        self._counters[USED_BUCKETS] = len(keys)
+        self._counters[REMOVED_LENGTH] = 0
         self.step, self.delta_sequence = step, sequence
 
     def __len__(self) -> int:
@@ -258,13 +257,14 @@ class HashIndex:
     def stats(self) -> IndexStats:
         """Counters and memory; exact after a sweep."""
         self.sweep()
-        c = self._counters
+        c = self._counters.tolist()
         live = self.capacity - int(self._n_free[0])
         arrays = (self._keys, self._slot, self._count, self._last, self._free,
                   self._slot_key, self._dirty, self._removed)
-        return IndexStats(live_rows=live, candidates=int(c[1]) - live, admitted=int(c[2]),
-                          evicted=int(c[3]), erased=int(c[4]), rejected_full=int(c[5]),
-                          lookups=int(c[6]), default_lookups=int(c[7]),
+        return IndexStats(live_rows=live, candidates=c[LIVE_ENTRIES] - live,
+                          admitted=c[ADMITTED], evicted=c[EVICTED], erased=c[ERASED],
+                          rejected_full=c[REJECTED_FULL], lookups=c[LOOKUPS],
+                          default_lookups=c[DEFAULT_LOOKUPS],
                           index_bytes=sum(a.nbytes for a in arrays))
 
     # -- internals ------------------------------------------------------------------------
@@ -278,9 +278,13 @@ class HashIndex:
             raise ValueError("a key does not fit the table's key_dtype int32")
         flat = keys.reshape(-1).astype(np.int64, copy=False)
         if flat.size and _kernels().has_reserved(flat):
-            raise ValueError("keys -1 and -2 are reserved (empty and deleted bucket markers) "
-                             "and cannot be used as hash keys")
+            raise ValueError(f"keys {' and '.join(map(str, RESERVED_KEYS))} are reserved "
+                             f"(empty and deleted bucket markers) and cannot be used as hash keys")
         return flat
+
+    def _held(self) -> np.ndarray:
+        """Mask of the buckets holding a key (a row or a candidate)."""
+        return (self._keys != EMPTY) & (self._keys != DELETED)
 
     def _allocate_buckets(self, n: int) -> None:
         self._keys = np.full(n, EMPTY, np.int64)
@@ -290,16 +294,16 @@ class HashIndex:
 
     def _reserve(self, incoming: int) -> None:
         """Rehash before a batch of ``incoming`` keys could push the load past 50%."""
-        used, live = int(self._counters[0]), int(self._counters[1])
+        used, live = int(self._counters[USED_BUCKETS]), int(self._counters[LIVE_ENTRIES])
         if used + incoming <= _MAX_LOAD * len(self._keys):
             return
         old = (self._keys, self._slot, self._count, self._last)
         self._allocate_buckets(_bucket_count(live + incoming))
         _kernels().rehash(*old, self._keys, self._slot, self._count, self._last)
-        self._counters[0] = live
+        self._counters[USED_BUCKETS] = live
 
     def _reserve_removed(self, incoming: int) -> None:
-        need = int(self._counters[8]) + incoming
+        need = int(self._counters[REMOVED_LENGTH]) + incoming
         if need > len(self._removed):
             grown = np.empty(max(need, 2 * len(self._removed)), np.int64)
             grown[:len(self._removed)] = self._removed

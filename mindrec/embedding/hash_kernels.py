@@ -2,7 +2,8 @@
 per batch operation over the bucket arrays.
 
 Buckets: ``keys`` (EMPTY, DELETED or a key), ``slot`` (0 = candidate), ``count`` (steps
-seen), ``last`` (last step seen). ``counters`` as documented in ``HashIndex.__init__``.
+seen), ``last`` (last step seen). ``counters`` indexed by the names of
+:mod:`mindrec.embedding.hash_layout`.
 Compiled code is cached on disk by numba (``cache=True``).
 """
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from mindrec.embedding.hash_index import DELETED, EMPTY
+from mindrec.embedding.hash_layout import (ADMITTED, DEFAULT_LOOKUPS, DELETED, EMPTY, ERASED,
+                                           EVICTED, LIVE_ENTRIES, LOOKUPS, REJECTED_FULL,
+                                           REMOVED_LENGTH, USED_BUCKETS)
 
 
 @numba.njit(cache=True, inline="always")
@@ -55,18 +58,18 @@ def _remove(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters):
         n_free[0] += 1
         slot_key[s] = EMPTY
         dirty[s] = 0
-        removed[counters[8]] = keys[pos]
-        counters[8] += 1
+        removed[counters[REMOVED_LENGTH]] = keys[pos]
+        counters[REMOVED_LENGTH] += 1
     keys[pos] = DELETED
     slot[pos] = 0
-    counters[1] -= 1
+    counters[LIVE_ENTRIES] -= 1
 
 
 @numba.njit(cache=True)
 def _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters):
     """Remove an idle bucket, counting it as an eviction if it held a row."""
     if slot[pos] > 0:
-        counters[3] += 1
+        counters[EVICTED] += 1
     _remove(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
 
 
@@ -74,14 +77,14 @@ def _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters):
 def _admit(pos, keys, slot, free, n_free, slot_key, dirty, counters):
     """Give bucket ``pos`` a free slot; return it, or 0 when none is free."""
     if n_free[0] == 0:
-        counters[5] += 1
+        counters[REJECTED_FULL] += 1
         return 0
     n_free[0] -= 1
     s = free[n_free[0]]
     slot[pos] = s
     slot_key[s] = keys[pos]
     dirty[s] = 1
-    counters[2] += 1
+    counters[ADMITTED] += 1
     return s
 
 
@@ -101,12 +104,12 @@ def train_lookup(flat, out, fresh, keys, slot, count, last, free, n_free, slot_k
         if pos < 0:
             pos = -pos - 1
             if keys[pos] == EMPTY:
-                counters[0] += 1
+                counters[USED_BUCKETS] += 1
             keys[pos] = key
             slot[pos] = 0
             count[pos] = 1
             last[pos] = step
-            counters[1] += 1
+            counters[LIVE_ENTRIES] += 1
         elif last[pos] != step:
             if count[pos] < permit:
                 count[pos] += 1
@@ -120,9 +123,9 @@ def train_lookup(flat, out, fresh, keys, slot, count, last, free, n_free, slot_k
         if s > 0:
             dirty[s] = 1
         else:
-            counters[7] += 1
+            counters[DEFAULT_LOOKUPS] += 1
         out[i] = s
-    counters[6] += len(flat)
+    counters[LOOKUPS] += len(flat)
     return n_fresh
 
 
@@ -146,11 +149,11 @@ def insert(flat, out, fresh, keys, slot, count, last, free, n_free, slot_key, di
         if pos < 0:
             pos = -pos - 1
             if keys[pos] == EMPTY:
-                counters[0] += 1
+                counters[USED_BUCKETS] += 1
             keys[pos] = key
             slot[pos] = 0
             count[pos] = 0
-            counters[1] += 1
+            counters[LIVE_ENTRIES] += 1
         last[pos] = step
         s = slot[pos]
         if s == 0:
@@ -173,7 +176,7 @@ def erase(flat, keys, slot, last, free, n_free, slot_key, dirty, removed, counte
             _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
         elif pos >= 0:
             if slot[pos] > 0:
-                counters[4] += 1
+                counters[ERASED] += 1
             _remove(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
 
 
