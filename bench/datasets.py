@@ -10,12 +10,13 @@ from typing import TextIO
 
 from mindrec.data import synthetic
 from mindrec.data.convert import convert
+from mindrec.data.dataset import META_SCHEMA
 
 
 def dataset_key(rows: int, vocab: int, seed: int, threshold: int) -> str:
     """Cache key: every parameter that changes the converted bytes, plus format versions."""
     params = {"rows": rows, "vocab": vocab, "seed": seed, "threshold": threshold,
-              "generator": synthetic.SCHEMA}
+              "generator": synthetic.SCHEMA, "dataset": META_SCHEMA}
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     return f"synth-r{rows}-v{vocab}-s{seed}-t{threshold}-{digest}"
 

@@ -1,7 +1,8 @@
 """Criteo raw format: streaming parser, vocabulary and the MindRec feature encoding.
 
 A raw line is tab-separated: a 0/1 label, 13 integer fields (may be negative) and 26
-categorical hex tokens; an empty field is missing. Files are plain text or gzip (by the
+categorical hex tokens; an empty field is missing. Lines end in LF or CRLF, and a UTF-8
+byte order mark at the start of the file is skipped. Files are plain text or gzip (by the
 ``.gz`` suffix). Parsing works on whole chunks of bytes with numpy: no Python code runs
 per row or per token, except to word the error for a bad row.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -22,18 +24,31 @@ from typing import BinaryIO, Literal
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from mindrec.data.dataset import DatasetError
+
 NUM_DENSE = 13
 NUM_CATEGORICAL = 26
 NUM_FIELDS = NUM_DENSE + NUM_CATEGORICAL
 NUM_COLUMNS = 1 + NUM_FIELDS
 
 OnBadRow = Literal["stop", "skip"]
+DenseTransform = Literal["max", "log1p"]
+DENSE_TRANSFORMS = ("max", "log1p")
+"""How a dense value x is encoded: "max" is x / max(field), as the original MindRec (and
+the published figures); "log1p" is log(1 + x) for x > 0, else 0."""
+OUTLIER_FACTOR = 1000.0
+OUTLIER_QUANTILE = 0.999
+"""A dense field's max is an outlier when above OUTLIER_FACTOR x the field's
+OUTLIER_QUANTILE quantile of positive values (see VocabularyBuilder.dense_outliers)."""
 
 _MAX_INT_CHARS = 20  # sign + 19 digits
 _MAX_HEX_CHARS = 16
+_BINS_PER_OCTAVE = 16  # log-scale histogram of dense values: bin width 2**(1/16), 4.4%
+_OCTAVES = 68  # 2**68 > 10**20, above any integer of _MAX_INT_CHARS characters
 _PADDING = 24  # bytes after a chunk, so 24-byte windows may start at any token
 _LOW_BYTES = np.array([(1 << (8 * j)) - 1 for j in range(9)], dtype=np.uint64)
-_TAB, _NEWLINE, _MINUS = 9, 10, 45
+_TAB, _NEWLINE, _RETURN, _MINUS = 9, 10, 13, 45
+_BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark
 _VOCAB_SCHEMA = "mindrec-vocabulary/1"
 _INTEGER = re.compile(rb"-?[0-9]+")
 _HEX_TOKEN = re.compile(rb"[0-9a-fA-F]+")
@@ -45,6 +60,13 @@ for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX_VALUE[_c] = _i
 for _i, _c in enumerate(b"ABCDEF"):
     _HEX_VALUE[_c] = 10 + _i
+
+
+def check_dense_transform(value: object) -> None:
+    """Raise ValueError unless ``value`` is one of DENSE_TRANSFORMS."""
+    if value not in DENSE_TRANSFORMS:
+        raise ValueError(f"dense_transform must be one of {', '.join(DENSE_TRANSFORMS)}, "
+                         f"got {value!r}")
 
 
 def field_name(index: int) -> str:
@@ -115,6 +137,8 @@ def iter_chunks(path: str | Path, chunk_rows: int = 100_000, on_bad_row: OnBadRo
                     path, None, f"truncated or corrupt gzip stream: {exc}") from exc
             if not lines:
                 break
+            if first_line == 1:
+                lines[0] = lines[0].removeprefix(_BOM)
             yield _parse_chunk(path, lines, first_line, on_bad_row)
             first_line += len(lines)
         if digest is not None:
@@ -197,7 +221,7 @@ def _split_tokens(buf: np.ndarray):
     Returns:
         well_formed: bool (lines,), the line has NUM_COLUMNS tab-separated columns.
         starts, lengths: int64 (well-formed lines, NUM_COLUMNS), each token's offset in
-            ``buf`` and its length.
+            ``buf`` and its length (the CR of a CRLF line ending is not part of the last).
         line_ends: int64 (lines,), the offset of each line's newline.
     """
     seps = np.flatnonzero((buf == _TAB) | (buf == _NEWLINE))  # each ends a token
@@ -208,6 +232,8 @@ def _split_tokens(buf: np.ndarray):
     starts[0] = 0
     starts[1:] = seps[:-1] + 1
     lengths = seps - starts
+    # buf[-1] is padding, so a newline at offset 0 reads no CR.
+    lengths[newline_at] -= buf[seps[newline_at] - 1] == _RETURN
     if not well_formed.all():
         keep = np.repeat(well_formed, columns)
         starts, lengths = starts[keep], lengths[keep]
@@ -277,7 +303,7 @@ def _parse_hex(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
 
 def _bad_row_reason(line: bytes) -> str:
     """Say what is wrong with one raw line (only called for a line known to be bad)."""
-    tokens = line.rstrip(b"\n").split(b"\t")
+    tokens = line.removesuffix(b"\n").removesuffix(b"\r").split(b"\t")
     if len(tokens) != NUM_COLUMNS:
         return f"expected {NUM_COLUMNS} tab-separated columns, found {len(tokens)}"
     if b"\0" in line:
@@ -307,12 +333,68 @@ def _show(token: bytes) -> str:
     return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
+@dataclass(frozen=True)
+class DenseOutlier:
+    """A dense field whose max is far above its other values (max > OUTLIER_FACTOR x p).
+
+    Attributes:
+        field: the field's name (I1..I13).
+        line: line number of the max (its first occurrence) in the raw file.
+        max: the field's max.
+        percentile: estimate p of the field's OUTLIER_QUANTILE quantile of positive values.
+    """
+
+    field: str
+    line: int
+    max: float
+    percentile: float
+
+
+class _DenseStats:
+    """Each dense field's max, the line of its first occurrence, and a log-scale histogram
+    of its positive values (_BINS_PER_OCTAVE bins per power of two): bounded memory."""
+
+    def __init__(self) -> None:
+        self.max = np.full(NUM_DENSE, -np.inf)
+        self.max_line = np.zeros(NUM_DENSE, dtype=np.int64)
+        self.histogram = np.zeros((NUM_DENSE, _OCTAVES * _BINS_PER_OCTAVE), dtype=np.int64)
+
+    def update(self, dense: np.ndarray, line_numbers: np.ndarray) -> None:
+        """Add rows: dense float64 (n, 13), NaN where missing; their line numbers (n,)."""
+        if len(dense) == 0:
+            return
+        filled = np.where(np.isnan(dense), -np.inf, dense)
+        at = filled.argmax(axis=0)
+        top = filled[at, np.arange(NUM_DENSE)]
+        better = top > self.max
+        self.max[better] = top[better]
+        self.max_line[better] = line_numbers[at[better]]
+        positive = dense > 0  # parsed values are integers: positive means >= 1
+        n_bins = self.histogram.shape[1]
+        bins = np.minimum(np.log2(dense[positive]) * _BINS_PER_OCTAVE, n_bins - 1).astype(np.int64)
+        fields = np.nonzero(positive)[1]
+        self.histogram += np.bincount(fields * n_bins + bins,
+                                      minlength=self.histogram.size).reshape(self.histogram.shape)
+
+    def percentile(self, q: float) -> np.ndarray:
+        """float64 (13,): each field's q-quantile of positive values, NaN if it has none.
+
+        The quantile is numpy's "lower" one (the value of 0-based rank floor(q (n - 1))),
+        estimated by the upper edge of the histogram bin holding that rank: never below
+        the true value and at most 2**(1/16) (4.4%) above it.
+        """
+        counts = self.histogram.sum(axis=1)
+        rank = np.floor(q * (counts - 1))
+        bin_of_rank = (self.histogram.cumsum(axis=1) <= rank[:, None]).sum(axis=1)
+        return np.where(counts > 0, 2.0 ** ((bin_of_rank + 1) / _BINS_PER_OCTAVE), np.nan)
+
+
 class VocabularyBuilder:
-    """Counts categorical tokens per field and the max of each dense field over chunks.
+    """Counts categorical tokens per field and the statistics of each dense field over chunks.
 
     Memory grows with the number of distinct tokens, not rows: each chunk is reduced
     with ``np.unique`` and the partial counts are merged once they grow as large as the
-    merged table.
+    merged table. Dense fields keep a fixed-size histogram (see :meth:`dense_outliers`).
     """
 
     def __init__(self) -> None:
@@ -321,14 +403,14 @@ class VocabularyBuilder:
         self._pending: list[list[tuple[np.ndarray, np.ndarray]]] = [
             [] for _ in range(NUM_CATEGORICAL)]
         self._pending_size = [0] * NUM_CATEGORICAL
-        self._dense_max = np.full(NUM_DENSE, -np.inf)
+        self._dense = _DenseStats()
 
     def update(self, chunk: RawChunk, mask: np.ndarray | None = None) -> None:
         """Count the rows of ``chunk`` (only those where ``mask`` is true, if given)."""
-        dense, categorical = chunk.dense, chunk.categorical
+        dense, categorical, line_numbers = chunk.dense, chunk.categorical, chunk.line_numbers
         if mask is not None:
-            dense, categorical = dense[mask], categorical[mask]
-        self._dense_max = np.fmax(self._dense_max, np.fmax.reduce(dense, axis=0, initial=-np.inf))
+            dense, categorical, line_numbers = dense[mask], categorical[mask], line_numbers[mask]
+        self._dense.update(dense, line_numbers)
         for f in range(NUM_CATEGORICAL):
             column = categorical[:, f]
             tokens, counts = np.unique(column[column >= 0], return_counts=True)
@@ -344,7 +426,18 @@ class VocabularyBuilder:
         self._pending[f] = []
         self._pending_size[f] = 0
 
-    def build(self, threshold: int) -> Vocabulary:
+    def dense_outliers(self) -> list[DenseOutlier]:
+        """The dense fields whose max is above OUTLIER_FACTOR x their OUTLIER_QUANTILE
+        quantile of positive values (estimated from the histogram, never below the true
+        quantile: a field is flagged only if its max exceeds OUTLIER_FACTOR x the true
+        quantile). With the "max" transform, such a max squeezes every other value of
+        the field towards 0."""
+        percentile = self._dense.percentile(OUTLIER_QUANTILE)
+        flagged = np.flatnonzero(self._dense.max > OUTLIER_FACTOR * percentile)  # NaN: no
+        return [DenseOutlier(field_name(int(i)), int(self._dense.max_line[i]),
+                             float(self._dense.max[i]), float(percentile[i])) for i in flagged]
+
+    def build(self, threshold: int, dense_transform: DenseTransform = "max") -> Vocabulary:
         """A Vocabulary admitting the tokens seen more than ``threshold`` times."""
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {threshold}")
@@ -352,9 +445,10 @@ class VocabularyBuilder:
         for f in range(NUM_CATEGORICAL):
             self._merge(f)
             admitted.append(self._tokens[f][self._counts[f] > threshold])
-        dense_max = np.where(np.isfinite(self._dense_max) & (self._dense_max > 0),
-                             self._dense_max, 1.0)
-        return Vocabulary(threshold=int(threshold), dense_max=dense_max, tokens=tuple(admitted))
+        dense_max = np.where(np.isfinite(self._dense.max) & (self._dense.max > 0),
+                             self._dense.max, 1.0)
+        return Vocabulary(threshold=int(threshold), dense_max=dense_max, tokens=tuple(admitted),
+                          dense_transform=dense_transform)
 
 
 def _sum_by_token(tokens: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -369,7 +463,7 @@ def _sum_by_token(tokens: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, n
 
 @dataclass(frozen=True, eq=False)
 class Vocabulary:
-    """One id space for all 39 fields, laid out as MindRec does.
+    """One id space for all 39 fields, laid out as MindRec does, and the dense encoding.
 
     Dense field i (0..12) has id i. Categorical field f (0..25) owns the ids
     ``base_f .. base_f + n_f`` where ``base_f = 13 + sum_{g<f} (1 + n_g)``: ``base_f`` is
@@ -380,11 +474,16 @@ class Vocabulary:
         threshold: a token was admitted when seen more than this many times.
         dense_max: float64 (13,), divisor of each dense field (max seen, 1.0 if <= 0).
         tokens: 26 sorted int64 arrays, the admitted tokens of each categorical field.
+        dense_transform: how :func:`encode` maps a dense value (see DENSE_TRANSFORMS).
     """
 
     threshold: int
     dense_max: np.ndarray
     tokens: tuple[np.ndarray, ...]
+    dense_transform: DenseTransform = "max"
+
+    def __post_init__(self) -> None:
+        check_dense_transform(self.dense_transform)
 
     @cached_property
     def bases(self) -> np.ndarray:
@@ -408,19 +507,52 @@ class Vocabulary:
         with open(path, "wb") as f:
             np.savez(f, schema=np.array(_VOCAB_SCHEMA), threshold=np.int64(self.threshold),
                      dense_max=self.dense_max.astype(np.float64),
-                     tokens=np.concatenate(self.tokens).astype(np.int64), offsets=offsets)
+                     tokens=np.concatenate(self.tokens).astype(np.int64), offsets=offsets,
+                     dense_transform=np.array(self.dense_transform))
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        """Read a file written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
-            schema = str(data["schema"]) if "schema" in data.files else None
-            if schema != _VOCAB_SCHEMA:
-                raise ValueError(f"{path}: not a {_VOCAB_SCHEMA} file (schema {schema!r})")
-            tokens, offsets = data["tokens"], data["offsets"]
-            return cls(threshold=int(data["threshold"]), dense_max=data["dense_max"],
+        """Read a file written by :meth:`save` (one without ``dense_transform`` is "max").
+
+        Raises:
+            DatasetError: the file is damaged or not a vocabulary, naming it.
+        """
+        arrays = _load_npz(path)
+        schema = str(arrays["schema"]) if "schema" in arrays else None
+        if schema != _VOCAB_SCHEMA:
+            raise DatasetError(f"{path}: not a {_VOCAB_SCHEMA} file (schema {schema!r})")
+        missing = [key for key in ("threshold", "dense_max", "tokens", "offsets")
+                   if key not in arrays]
+        if missing:
+            raise DatasetError(f"{path}: lacks {', '.join(missing)}: damaged")
+        tokens, offsets, dense_max = arrays["tokens"], arrays["offsets"], arrays["dense_max"]
+        if not (tokens.dtype == np.int64 and tokens.ndim == 1 and offsets.dtype == np.int64
+                and offsets.shape == (NUM_CATEGORICAL + 1,) and offsets[0] == 0
+                and offsets[-1] == len(tokens) and (np.diff(offsets) >= 0).all()
+                and dense_max.shape == (NUM_DENSE,) and arrays["threshold"].shape == ()):
+            raise DatasetError(f"{path}: arrays do not fit together (tokens {tokens.dtype} "
+                               f"{tokens.shape}, offsets {offsets.dtype} {offsets.shape}, "
+                               f"dense_max {dense_max.shape}): damaged")
+        transform = str(arrays["dense_transform"]) if "dense_transform" in arrays else "max"
+        try:
+            return cls(threshold=int(arrays["threshold"]), dense_max=dense_max,
                        tokens=tuple(tokens[offsets[f]:offsets[f + 1]]
-                                    for f in range(NUM_CATEGORICAL)))
+                                    for f in range(NUM_CATEGORICAL)),
+                       dense_transform=transform)
+        except ValueError as exc:
+            raise DatasetError(f"{path}: {exc}") from exc
+
+
+def _load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; a damaged file raises DatasetError naming it."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return {name: loaded[name] for name in loaded.files}
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DatasetError(f"{path}: not a readable .npz archive ({exc}): damaged") from exc
+    raise DatasetError(f"{path}: holds a single array, not an .npz archive")
 
 
 def encode(chunk: RawChunk, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -429,17 +561,26 @@ def encode(chunk: RawChunk, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray, 
     Returns:
         ids: int32 (n, 39). Dense field i -> i; categorical -> its token's id or the
             field's OOV id.
-        vals: float32 (n, 39). Dense x -> x / dense_max (0.0 if missing); categorical 1.0.
+        vals: float32 (n, 39). Dense x -> x / dense_max ("max") or log(1 + x) for x > 0,
+            else 0 ("log1p"), as ``vocab.dense_transform`` says; 0.0 if missing.
+            Categorical 1.0.
         labels: float32 (n,).
     """
     n = len(chunk)
     ids = np.empty((n, NUM_FIELDS), dtype=np.int32)
     vals = np.ones((n, NUM_FIELDS), dtype=np.float32)
     ids[:, :NUM_DENSE] = np.arange(NUM_DENSE, dtype=np.int32)
-    vals[:, :NUM_DENSE] = np.nan_to_num(chunk.dense / vocab.dense_max, nan=0.0)
+    vals[:, :NUM_DENSE] = _dense_values(chunk.dense, vocab)
     for f, tokens in enumerate(vocab.tokens):
         column = chunk.categorical[:, f]
         pos = np.searchsorted(tokens, column)
         found = tokens[np.minimum(pos, len(tokens) - 1)] == column if len(tokens) else False
         ids[:, NUM_DENSE + f] = vocab.bases[f] + np.where(found, pos + 1, 0)
     return ids, vals, chunk.labels.astype(np.float32)
+
+
+def _dense_values(dense: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """Encoded dense values (float64 (n, 13), NaN where missing -> 0.0)."""
+    if vocab.dense_transform == "log1p":
+        return np.log1p(np.where(dense > 0, dense, 0.0))  # NaN > 0 is False
+    return np.nan_to_num(dense / vocab.dense_max, nan=0.0)

@@ -7,6 +7,7 @@ Packing is what makes MindRecord fast: reading works per record, never per row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mindspore.dataset as ds
@@ -14,6 +15,7 @@ import numpy as np
 from mindspore.mindrecord import FileWriter
 
 from mindrec.data.criteo import NUM_FIELDS
+from mindrec.data.dataset import INDEX_SUFFIX, DatasetError
 
 PACK_SIZE = 1000
 SCHEMA = {
@@ -35,8 +37,14 @@ class PackedWriter:
 
     Example::
 
-        with PackedWriter(out / "train.mindrecord") as writer:
-            writer.add(ids, vals, labels)   # int32 (n, 39), float32 (n, 39), float32 (n,)
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp())
+        >>> ids = np.zeros((2500, NUM_FIELDS), np.int32)
+        >>> vals = np.ones((2500, NUM_FIELDS), np.float32)
+        >>> with PackedWriter(out / "train.mindrecord") as writer:
+        ...     writer.add(ids, vals, np.zeros(2500, np.float32))
+        >>> count_rows(out / "train.mindrecord")  # 3 records: 1000 + 1000 + 500 rows
+        2500
     """
 
     def __init__(self, path: str | Path):
@@ -107,8 +115,29 @@ def _concat(parts: list[Batch]) -> Batch:
     return tuple(np.concatenate(column) for column in zip(*parts))
 
 
+@contextmanager
+def _reading(path: str | Path):
+    """Turn MindSpore's error for an unreadable file (a RuntimeError carrying a C++ call
+    stack) into a DatasetError naming the file, with MindSpore's reason."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise DatasetError(f"{path}: MindSpore cannot read this MindRecord file or its "
+                           f"{INDEX_SUFFIX} index ({_mindspore_reason(exc)}): damaged or "
+                           "incomplete (`mindrec-bench data verify DIR` checks a dataset)") from exc
+
+
+def _mindspore_reason(exc: RuntimeError) -> str:
+    """The line of a MindSpore error that says what is wrong (its ``[ERROR]`` line, else
+    the first), without the C++ call stack that follows."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+    reason = next((line for line in lines if line.startswith("[ERROR]")), lines[0])
+    return reason.removeprefix("[ERROR]").strip()
+
+
 def _num_records(path: str | Path) -> int:
-    return ds.MindDataset(str(path), columns_list=["label"], shuffle=False).get_dataset_size()
+    with _reading(path):
+        return ds.MindDataset(str(path), columns_list=["label"], shuffle=False).get_dataset_size()
 
 
 def count_rows(path: str | Path) -> int:
@@ -116,21 +145,23 @@ def count_rows(path: str | Path) -> int:
     n_records = _num_records(path)
     if n_records == 0:
         return 0
-    last = ds.MindDataset(str(path), columns_list=["label"],
-                          sampler=ds.SubsetSampler([n_records - 1]))
-    (label,) = next(last.create_tuple_iterator(output_numpy=True, num_epochs=1))
+    with _reading(path):
+        last = ds.MindDataset(str(path), columns_list=["label"],
+                              sampler=ds.SubsetSampler([n_records - 1]))
+        (label,) = next(last.create_tuple_iterator(output_numpy=True, num_epochs=1))
     return (n_records - 1) * PACK_SIZE + len(label)
 
 
 def _iter_records(path: str | Path, order: list[int] | None) -> Iterator[Batch]:
     """Records as (ids (n, 39), vals (n, 39), labels (n, 1)), in file order or ``order``."""
-    if order is None:
-        dataset = ds.MindDataset(str(path), columns_list=_COLUMNS, shuffle=False)
-    else:
-        dataset = ds.MindDataset(str(path), columns_list=_COLUMNS,
-                                 sampler=ds.SubsetSampler(order))
-    for ids, vals, labels in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
-        yield ids.reshape(-1, NUM_FIELDS), vals.reshape(-1, NUM_FIELDS), labels.reshape(-1, 1)
+    with _reading(path):
+        if order is None:
+            dataset = ds.MindDataset(str(path), columns_list=_COLUMNS, shuffle=False)
+        else:
+            dataset = ds.MindDataset(str(path), columns_list=_COLUMNS,
+                                     sampler=ds.SubsetSampler(order))
+        for ids, vals, labels in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
+            yield ids.reshape(-1, NUM_FIELDS), vals.reshape(-1, NUM_FIELDS), labels.reshape(-1, 1)
 
 
 def _shuffle_rows(records: Iterable[Batch], rng: np.random.Generator) -> Iterator[Batch]:

@@ -7,9 +7,14 @@ table rows mean nothing.
 Parameters are keyed by their path in the network (``deep_tower.net.0.weight``), not by
 ``Parameter.name``: graph compilation of a step with two optimizers renames parameters
 (``loss_cell.network....``), which would make checkpoints depend on how they were trained.
+Before MindSpore reads a file, its safetensors layout is checked here (an 8-byte
+little-endian header length, a JSON header, then every tensor's bytes at its
+``data_offsets``), so a truncated or damaged file fails with its name and what is wrong.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path
 
@@ -20,6 +25,13 @@ from mindspore import Tensor, nn
 from mindrec.embedding.sharded import ShardedEmbedding
 
 _INDEX_PREFIX = "hash_index."
+_HEADER_LENGTH_BYTES = 8
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2,
+                "F16": 2, "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is truncated, damaged or not in safetensors format."""
 
 
 def save(network: nn.Cell, path: str | Path) -> Path:
@@ -51,6 +63,7 @@ def load(network: nn.Cell, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
+    check_file(path)
     params = ms.load_checkpoint(str(path), format="safetensors")
     names = dict(network.parameters_and_names())
     missing = sorted(set(names) - set(params))
@@ -71,3 +84,58 @@ def load(network: nn.Cell, path: str | Path) -> None:
             shards[id(param)].load_full(value.asnumpy())
         else:
             param.set_data(value)
+
+
+def check_file(path: str | Path) -> dict:
+    """Check the safetensors layout of ``path`` without MindSpore; return its JSON header.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong (too short, a header that is
+            not JSON, a tensor whose bytes lie past the end of the file, ...).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        length_bytes = f.read(_HEADER_LENGTH_BYTES)
+        if len(length_bytes) < _HEADER_LENGTH_BYTES:
+            raise CheckpointError(f"{path}: {size} bytes, too short for a safetensors file: "
+                                  "truncated or not a checkpoint")
+        header_length = int.from_bytes(length_bytes, "little")
+        data_start = _HEADER_LENGTH_BYTES + header_length
+        if data_start > size:
+            raise CheckpointError(f"{path}: its header would end at byte {data_start:,} but the "
+                                  f"file has {size:,} bytes: truncated or not a safetensors file")
+        try:
+            header = json.loads(f.read(header_length))
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise CheckpointError(f"{path}: its header is not JSON ({exc}): damaged or not a "
+                                  "safetensors file") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: its header is a JSON {type(header).__name__}, not an "
+                              "object: damaged")
+    for name, entry in header.items():
+        if name != "__metadata__":
+            _check_tensor(path, name, entry, data_start, size)
+    return header
+
+
+def _check_tensor(path: Path, name: str, entry: object, data_start: int, size: int) -> None:
+    """Check one header entry: a known dtype and a shape that fill its ``data_offsets``,
+    which lie inside the file."""
+    try:
+        dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        ok = (dtype in _DTYPE_BYTES and all(isinstance(d, int) and d >= 0 for d in shape)
+              and isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end)
+    except (TypeError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path}: tensor {name!r}: malformed header entry {entry!r}: "
+                              "damaged")
+    needed = math.prod(shape) * _DTYPE_BYTES[dtype]
+    if end - begin != needed:
+        raise CheckpointError(f"{path}: tensor {name!r}: data_offsets [{begin}, {end}] hold "
+                              f"{end - begin:,} bytes, a {dtype} {shape} tensor needs {needed:,}: "
+                              "damaged")
+    if data_start + end > size:
+        raise CheckpointError(f"{path}: tensor {name!r} ends at byte {data_start + end:,} but "
+                              f"the file has {size:,} bytes: truncated")

@@ -17,7 +17,7 @@ import numpy as np
 from mindspore import Tensor
 
 from mindrec.config import RunConfig
-from mindrec.data.dataset import load_meta
+from mindrec.data.dataset import open_dataset
 from mindrec.data.mindrecord import iter_batches
 from mindrec.models.registry import build_model
 from mindrec.metrics import log_loss, roc_auc
@@ -87,7 +87,7 @@ def spread_ids(ids: np.ndarray, table_size: int) -> np.ndarray:
 
 def table_rows(run: RunConfig, data_dir: Path) -> int:
     """Rows of the model's tables: ``run.train.table_size`` or the dataset vocabulary."""
-    vocab = int(load_meta(data_dir)["vocab_size"])
+    vocab = int(open_dataset(data_dir)["vocab_size"])
     size = run.train.table_size
     if size is None:
         return vocab
@@ -100,7 +100,7 @@ def table_rows(run: RunConfig, data_dir: Path) -> int:
 def batches(data_dir: Path, split: str, batch_size: int, table_size: int | None = None,
             **options):
     """Batches of ``split`` with ids spread over ``table_size`` rows when it is given."""
-    path = Path(data_dir) / load_meta(data_dir)["files"][split]
+    path = Path(data_dir) / open_dataset(data_dir)["files"][split]
     for ids, vals, labels in iter_batches(path, batch_size, **options):
         yield (ids if table_size is None else spread_ids(ids, table_size)), vals, labels
 

@@ -1,4 +1,8 @@
-"""Hand-made raw Criteo lines shared by the data tests."""
+"""Hand-made raw Criteo lines and files shared by the data tests."""
+import gzip
+
+import numpy as np
+
 from mindrec.data.criteo import NUM_CATEGORICAL, NUM_DENSE
 
 
@@ -20,3 +24,25 @@ HAND_ROWS = [
     line(0, ["0", "", "-5", *ONES], ["a", "ff", ""]),
     line(1, ["2", "", "-6", *ONES], ["c", "ff", ""]),
 ]
+
+
+def random_rows(n, seed=0):
+    """``n`` raw lines with small random vocabularies and some missing values."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    ints = rng.integers(-5, 50, (n, NUM_DENSE)).astype(str)
+    ints[rng.random(ints.shape) < 0.2] = ""
+    cats = np.char.mod("%x", rng.integers(0, 12, (n, NUM_CATEGORICAL)) * 4099)
+    cats[rng.random(cats.shape) < 0.1] = ""
+    return [line(labels[i], ints[i], cats[i]) for i in range(n)]
+
+
+def write(path, rows, *, final_newline=True, newline="\n", bom=False):
+    """Write raw lines to ``path`` (gzip when it ends in .gz), with LF or CRLF line ends
+    and optionally a UTF-8 byte order mark."""
+    text = "".join(rows)
+    if not final_newline:
+        text = text.rstrip("\n")
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.replace("\n", newline).encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path

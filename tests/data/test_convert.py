@@ -3,37 +3,20 @@ import gzip
 import hashlib
 import io
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from criteo_rows import HAND_ROWS, line
+from criteo_rows import HAND_ROWS, line, random_rows, write
 from mindrec.data import convert as convert_module
 from mindrec.data.convert import DEFAULT_THRESHOLD, convert, in_test_split, truth_path
-from mindrec.data.criteo import NUM_CATEGORICAL, NUM_DENSE, CriteoFormatError, Vocabulary
+from mindrec.data.criteo import CriteoFormatError, Vocabulary
 from mindrec.data.dataset import load_meta
 from mindrec.data.mindrecord import iter_batches
 from mindrec.metrics import log_loss, roc_auc
-
-
-def random_rows(n, seed=0):
-    """``n`` raw lines with small random vocabularies and some missing values."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    ints = rng.integers(-5, 50, (n, NUM_DENSE)).astype(str)
-    ints[rng.random(ints.shape) < 0.2] = ""
-    cats = np.char.mod("%x", rng.integers(0, 12, (n, NUM_CATEGORICAL)) * 4099)
-    cats[rng.random(cats.shape) < 0.1] = ""
-    return [line(labels[i], ints[i], cats[i]) for i in range(n)]
-
-
-def write(path, rows, *, final_newline=True):
-    text = "".join(rows)
-    if not final_newline:
-        text = text.rstrip("\n")
-    data = text.encode()
-    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
-    return path
 
 
 def read_split(out, split):
@@ -55,7 +38,8 @@ def test_hand_file(tmp_path):
     assert meta["vocab_size"] == 43  # 13 dense + C1 (3) + C2 (2) + C3 (2) + 23 OOV-only
     assert meta["field_sizes"] == [1] * 13 + [3, 2, 2] + [1] * 23
     assert meta["positive_rate"] == {"train": 0.5, "test": None}
-    assert meta["pack_size"] == 1000 and meta["schema"] == "mindrec-dataset/1"
+    assert meta["pack_size"] == 1000 and meta["schema"] == "mindrec-dataset/2"
+    assert meta["dense_transform"] == "max" and meta["warnings"] == []
     assert "bayes_auc" not in meta
     assert meta["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert meta["source"]["size_bytes"] == src.stat().st_size
@@ -216,13 +200,165 @@ def test_existing_out_dir(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     convert(src, out, progress=None)  # an empty directory may be used
-    (out / "mine.txt").write_text("keep")
-    with pytest.raises(FileExistsError, match="out exists and is not empty"):
+    with pytest.raises(FileExistsError, match=r"out exists and is not empty \(--overwrite / "
+                                              r"overwrite=True replaces a dataset made by"):
         convert(src, out, progress=None)
-    assert (out / "mine.txt").read_text() == "keep"
+    convert(src, out, overwrite=True, progress=None)  # our own dataset is replaced
+    assert (out / "meta.json").is_file() and leftovers(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def hand_dataset(tmp_path_factory):
+    """A dataset converted from HAND_ROWS (copy it before changing it)."""
+    root = tmp_path_factory.mktemp("hand")
+    convert(write(root / "a.txt", HAND_ROWS), root / "out", progress=None)
+    return root / "out"
+
+
+@pytest.fixture
+def src_and_out(tmp_path, hand_dataset):
+    """The HAND_ROWS source and a copy of its dataset at ``tmp_path / "out"``."""
+    shutil.copytree(hand_dataset, tmp_path / "out")
+    return write(tmp_path / "a.txt", HAND_ROWS), tmp_path / "out"
+
+
+def dataset_listing(out):
+    return sorted((p.name, p.read_bytes()) for p in out.iterdir() if p.is_file())
+
+
+def _notes(out):
+    (out / "notes.txt").write_text("keep")
+
+
+def _subdir(out):
+    (out / "results").mkdir()
+    (out / "results" / "run.jsonl").write_text("keep")
+
+
+def _other_schema(out):
+    (out / "meta.json").write_text(json.dumps({"schema": "someone-else/1"}))
+
+
+def _meta_not_json(out):
+    (out / "meta.json").write_text("{not json")
+
+
+def _no_meta(out):
+    (out / "meta.json").unlink()
+
+
+FOREIGN = {  # what makes a directory not recognisably a dataset, and how the refusal says it
+    "notes": (_notes, "it holds notes.txt, which this tool does not write"),
+    "subdir": (_subdir, "it holds results/, which this tool does not write"),
+    "other_schema": (_other_schema, "meta.json has schema 'someone-else/1', not a mindrec"),
+    "meta_not_json": (_meta_not_json, "meta.json: not valid JSON"),
+    "no_meta": (_no_meta, "it has no meta.json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN))
+def test_overwrite_replaces_only_our_datasets(tmp_path, src_and_out, case):
+    src, out = src_and_out
+    make_foreign, reason = FOREIGN[case]
+    make_foreign(out)
+    before = dataset_listing(out)
+    with pytest.raises(FileExistsError) as caught:
+        convert(src, out, overwrite=True, progress=None)
+    message = str(caught.value)
+    assert message.startswith(f"{out}: not replaced: ") and reason in message
+    assert "--overwrite / overwrite=True replaces a dataset made by this tool" in message
+    assert dataset_listing(out) == before and leftovers(tmp_path) == []
+    if case == "subdir":
+        assert (out / "results" / "run.jsonl").read_text() == "keep"
+
+
+def test_overwrite_refuses_a_plain_directory(tmp_path):
+    out = tmp_path / "home"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match=r"home: not replaced: it holds notes\.txt"):
+        convert(write(tmp_path / "a.txt", HAND_ROWS), out, overwrite=True, progress=None)
+    assert (out / "notes.txt").read_text() == "keep"
+
+
+def test_overwrite_replaces_a_dataset_of_an_older_schema(src_and_out):
+    src, out = src_and_out
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps({**meta, "schema": "mindrec-dataset/1"}))
     convert(src, out, overwrite=True, progress=None)
-    assert not (out / "mine.txt").exists() and (out / "meta.json").is_file()
-    assert leftovers(tmp_path) == []
+    assert load_meta(out)["schema"] == "mindrec-dataset/2"
+
+
+@pytest.mark.parametrize("where", ["out", "inside"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_out_dir_containing_the_cwd_is_refused(tmp_path, src_and_out, monkeypatch, where,
+                                               overwrite):
+    src, out = src_and_out
+    before = dataset_listing(out)
+    cwd = out if where == "out" else out / "sub"
+    cwd.mkdir(exist_ok=True)
+    monkeypatch.chdir(cwd)
+    target = "." if where == "out" else ".."
+    with pytest.raises(ValueError, match=rf"^{out} is the current directory or contains it: "
+                                         r".*give --out \(out_dir\) a path outside it"):
+        convert(src, target, overwrite=overwrite, progress=None)
+    if where == "inside":
+        (out / "sub").rmdir()
+    assert dataset_listing(out) == before and leftovers(tmp_path) == []
+
+
+def test_empty_cwd_is_refused_too(tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with pytest.raises(ValueError, match="is the current directory"):
+        convert(write(tmp_path / "a.txt", HAND_ROWS), ".", progress=None)
+    assert list(here.iterdir()) == [] and leftovers(tmp_path) == []
+
+
+def test_out_dir_may_be_relative(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    convert(write(tmp_path / "a.txt", HAND_ROWS), "out/", test_ratio=0.0, progress=None)
+    assert load_meta(tmp_path / "out")["rows"]["train"] == 6 and leftovers(tmp_path) == []
+
+
+def exited_pid():
+    """The pid of a child process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture
+def live_pid():
+    """The pid of a child process that runs until the test ends."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    yield child.pid
+    child.stdin.close()
+    child.wait()
+
+
+def test_stale_temp_dirs_of_dead_processes_are_removed(tmp_path, live_pid):
+    src = write(tmp_path / "a.txt", HAND_ROWS)
+    dead = exited_pid()
+    stale = [tmp_path / f".out.tmp-{dead}", tmp_path / f".out.old-{dead}"]
+    kept = [tmp_path / f".out.tmp-{live_pid}",  # a conversion still running
+            tmp_path / f".other.tmp-{dead}",  # another target's
+            tmp_path / f".out.tmp-{dead}x", tmp_path / f"out.tmp-{dead}",  # not our pattern
+            tmp_path / f".out.part-{dead}"]
+    for directory in stale + kept:
+        directory.mkdir()
+        (directory / "train.mindrecord").write_bytes(b"partial")
+    (tmp_path / f".out.old-{dead + 1}").write_text("a file, not a directory")
+    stream = io.StringIO()
+    convert(src, tmp_path / "out", test_ratio=0.0, progress=stream)
+    assert not any(directory.exists() for directory in stale)
+    assert all((directory / "train.mindrecord").read_bytes() == b"partial" for directory in kept)
+    assert (tmp_path / f".out.old-{dead + 1}").is_file()
+    said = [line for line in stream.getvalue().splitlines() if line.startswith("removed ")]
+    assert said == [f"removed {directory}: left by process {dead}, which is no longer running"
+                    for directory in sorted(stale)]
 
 
 @pytest.mark.parametrize("existing", [False, True])
@@ -292,3 +428,82 @@ def test_load_meta_of_other_dir(tmp_path):
 def test_missing_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="no input file at .*nope.txt"):
         convert(tmp_path / "nope.txt", tmp_path / "out", progress=None)
+
+
+def test_crlf_and_byte_order_mark_give_the_same_dataset(tmp_path):
+    rows = random_rows(500)
+    convert(write(tmp_path / "a.txt", rows), tmp_path / "lf", progress=None)
+    src = write(tmp_path / "b.txt.gz", rows, newline="\r\n", bom=True)
+    convert(src, tmp_path / "crlf", progress=None)
+    assert_same_dataset(tmp_path / "lf", tmp_path / "crlf")
+    assert load_meta(tmp_path / "crlf")["source"]["sha256"] == hashlib.sha256(
+        src.read_bytes()).hexdigest()
+
+
+def rows_with_huge_i1(n, line_number):
+    rows = random_rows(n, seed=1)
+    fields = rows[line_number - 1].split("\t")
+    fields[1] = str(2**63 - 1)
+    rows[line_number - 1] = "\t".join(fields)
+    return rows
+
+
+def test_outlier_max_warns_with_field_and_line(tmp_path):
+    src = write(tmp_path / "a.txt", rows_with_huge_i1(2000, 1234))
+    stream = io.StringIO()
+    meta = convert(src, tmp_path / "out", test_ratio=0.0, progress=stream)
+    (warning,) = meta["warnings"]
+    assert (warning["kind"], warning["field"], warning["line"]) == ("dense_outlier", "I1", 1234)
+    assert warning["max"] == pytest.approx(2.0**63) and 49 <= warning["percentile"] < 52
+    assert warning["message"].startswith(f"{src}:1234: field I1: max 9.22337e+18 is ")
+    assert "--dense-transform log1p (dense_transform='log1p')" in warning["message"]
+    assert f"warning: {warning['message']}\n" in stream.getvalue()
+    assert load_meta(tmp_path / "out")["warnings"] == meta["warnings"]
+    assert read_split(tmp_path / "out", "train")[1][:, 0].max() == 1.0  # v/max stays the default
+
+
+def test_log1p_dense_transform(tmp_path):
+    rows = rows_with_huge_i1(2000, 1234)
+    stream = io.StringIO()
+    meta = convert(write(tmp_path / "a.txt", rows), tmp_path / "out", test_ratio=0.0,
+                   dense_transform="log1p", progress=stream)
+    assert meta["dense_transform"] == "log1p" and meta["warnings"] == []
+    assert "warning" not in stream.getvalue()
+    vocab = Vocabulary.load(tmp_path / "out" / "vocabulary.npz")
+    assert vocab.dense_transform == "log1p"
+    raw = np.array([[float(v) if v else np.nan for v in row.split("\t")[1:14]] for row in rows])
+    expected = np.log1p(np.where(raw > 0, raw, 0.0))
+    np.testing.assert_allclose(read_split(tmp_path / "out", "train")[1][:, :13], expected,
+                               rtol=1e-6)
+
+
+def test_unknown_dense_transform_fails_before_reading(tmp_path):
+    with pytest.raises(ValueError, match="dense_transform must be one of max, log1p"):
+        convert(tmp_path / "missing.txt", tmp_path / "out", dense_transform="sqrt",
+                progress=None)
+
+
+def test_meta_records_size_and_sha256_of_every_file(tmp_path):
+    out = tmp_path / "out"
+    meta = convert(write(tmp_path / "a.txt", random_rows(300)), out, progress=None)
+    assert sorted(meta["integrity"]) == [
+        "test.mindrecord", "test.mindrecord.db", "train.mindrecord", "train.mindrecord.db",
+        "vocabulary.npz"]
+    for name, record in meta["integrity"].items():
+        data = (out / name).read_bytes()
+        assert record == {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: p.write_bytes(b""), "not a readable .npy file"),
+    (lambda p: p.write_bytes(p.read_bytes()[:200]), "not a readable .npy file"),
+    (lambda p: np.savez(open(p, "wb"), x=np.zeros(3)), "an .npz archive, expected one .npy"),
+])
+def test_damaged_truth_file_is_named(tmp_path, damage, reason):
+    src = write(tmp_path / "syn.txt", random_rows(50))
+    np.save(tmp_path / "syn.truth.npy", np.full(50, 0.5))
+    damage(tmp_path / "syn.truth.npy")
+    with pytest.raises(ValueError) as caught:
+        convert(src, tmp_path / "out", progress=None)
+    assert str(caught.value).startswith(f"{tmp_path / 'syn.truth.npy'}: {reason}")
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []

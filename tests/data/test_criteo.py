@@ -1,4 +1,5 @@
 """Raw Criteo parsing, vocabulary and encoding on small hand-made files."""
+import dataclasses
 import gzip
 import re
 
@@ -7,20 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from criteo_rows import HAND_ROWS, ONES, line
-from mindrec.data.criteo import (NUM_CATEGORICAL, NUM_DENSE, CriteoFormatError, Vocabulary,
-                                 VocabularyBuilder, encode, iter_chunks)
-
-
-def write(path, rows, *, final_newline=True):
-    text = "".join(rows)
-    if not final_newline:
-        text = text.rstrip("\n")
-    data = text.encode()
-    if path.suffix == ".gz":
-        data = gzip.compress(data)
-    path.write_bytes(data)
-    return path
+from criteo_rows import HAND_ROWS, line, write
+from mindrec.data.criteo import (NUM_DENSE, CriteoFormatError, Vocabulary, VocabularyBuilder,
+                                 encode, iter_chunks)
+from mindrec.data.dataset import DatasetError
 
 
 def read_all(path, **kwargs):
@@ -128,10 +119,47 @@ def test_truncated_gzip(tmp_path, on_bad_row):
         list(iter_chunks(path, on_bad_row=on_bad_row))
 
 
+# HAND_ROWS leave C26 empty; these end in a token, so the CR follows a hex digit.
+FULL_ROWS = HAND_ROWS + [line(1, ["7", "-8"], ["1f"] * 26), line(0, [], ["2"] * 26)]
+
+
+@pytest.mark.parametrize("name", ["a.txt", "a.txt.gz"])
+@pytest.mark.parametrize("newline, bom", [("\r\n", False), ("\n", True), ("\r\n", True)])
+def test_crlf_and_byte_order_mark_read_like_lf(tmp_path, name, newline, bom):
+    expected = read_all(write(tmp_path / f"lf-{name}", FULL_ROWS))
+    for final_newline in (True, False):
+        path = write(tmp_path / name, FULL_ROWS, newline=newline, bom=bom,
+                     final_newline=final_newline)
+        for x, y in zip(read_all(path, chunk_rows=3), expected):
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("bad_line, reason", [
+    (line(0, [], ["1"] * 25 + ["zz"]), "field C26: 'zz' is not a hex token"),
+    (line(0, [], ["1"] * 25 + ["1" * 17]), "field C26: '11111111111111111' is out of range"),
+    ("\t".join(line(0).split("\t")[:-1]) + "\n", "expected 40 tab-separated columns, found 39"),
+    (line(0, [], ["a\rb"]), "field C1: 'a\\rb' is not a hex token"),  # a CR inside a line
+    (line(0, [], ["1"] * 25 + ["1\r"]), "field C26: '1\\r' is not a hex token"),  # CR CR LF
+])
+def test_crlf_bad_row_reasons(tmp_path, bad_line, reason):
+    path = write(tmp_path / "bad.txt", HAND_ROWS[:2] + [bad_line] + HAND_ROWS[2:],
+                 newline="\r\n", bom=True)
+    with pytest.raises(CriteoFormatError) as caught:
+        list(iter_chunks(path))
+    assert str(caught.value).startswith(f"{path}:3: {reason}")
+
+
+def test_byte_order_mark_only_at_the_start(tmp_path):
+    path = write(tmp_path / "a.txt", HAND_ROWS[:2] + ["\ufeff" + HAND_ROWS[2]])
+    with pytest.raises(CriteoFormatError, match=r"a\.txt:3: label: '\\ufeff0' is not 0 or 1"):
+        list(iter_chunks(path))
+
+
 def test_digest_covers_the_stored_bytes(tmp_path):
     import hashlib
-    for name in ("a.txt", "a.txt.gz"):
-        path = write(tmp_path / name, HAND_ROWS)
+    for name in ("a.txt", "a.txt.gz", "crlf.txt", "crlf.txt.gz"):
+        path = write(tmp_path / name, HAND_ROWS, newline="\r\n" if "crlf" in name else "\n",
+                     bom="crlf" in name)
         digest = hashlib.sha256()
         list(iter_chunks(path, chunk_rows=2, digest=digest))
         assert digest.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -158,11 +186,13 @@ def raw_rows(draw):
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(raw_rows(), min_size=1, max_size=12))
-def test_vectorised_parse_matches_python(tmp_path_factory, rows):
-    """The numpy parser agrees with a plain Python reading of every row."""
-    path = tmp_path_factory.mktemp("h") / "rows.txt"
-    path.write_text("".join(line(label, ints, cats) for label, ints, cats in rows))
+@given(st.lists(raw_rows(), min_size=1, max_size=12), st.sampled_from(["\n", "\r\n"]),
+       st.booleans())
+def test_vectorised_parse_matches_python(tmp_path_factory, rows, newline, bom):
+    """The numpy parser agrees with a plain Python reading of every row (LF or CRLF line
+    ends, with or without a byte order mark)."""
+    path = write(tmp_path_factory.mktemp("h") / "rows.txt",
+                 [line(label, ints, cats) for label, ints, cats in rows], newline=newline, bom=bom)
     line_numbers, labels, dense, categorical, bad = read_all(path, chunk_rows=5, on_bad_row="skip")
     expected_good = []
     for number, (label, ints, cats) in enumerate(rows, start=1):
@@ -275,3 +305,127 @@ def test_vocabulary_load_rejects_other_npz(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(ValueError, match="other.npz: not a mindrec-vocabulary/1 file"):
         Vocabulary.load(tmp_path / "other.npz")
+
+
+def vocabulary_of(path, chunk_rows=100):
+    builder = VocabularyBuilder()
+    for chunk in iter_chunks(path, chunk_rows=chunk_rows):
+        builder.update(chunk)
+    return builder
+
+
+def dense_rows(columns):
+    """Raw lines whose 13 dense fields are the given columns (one list per field)."""
+    return [line(i % 2, [str(c[i]) for c in columns]) for i in range(len(columns[0]))]
+
+
+def test_percentile_estimate_brackets_numpy_lower(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 5000
+    columns = [np.maximum(rng.lognormal(2 + f, 1 + f / 4, n), 1).astype(np.int64)
+               for f in range(NUM_DENSE)]
+    for f, column in enumerate(columns):
+        column[rng.random(n) < 0.3] = -f  # zeros and negatives do not count
+        column[(f * 97) % n] = 10**18  # every field gets an outlier max
+    outliers = vocabulary_of(write(tmp_path / "a.txt", dense_rows(columns)),
+                             chunk_rows=700).dense_outliers()
+    assert [o.field for o in outliers] == [f"I{f + 1}" for f in range(NUM_DENSE)]
+    for f, outlier in enumerate(outliers):
+        positive = columns[f][columns[f] > 0]
+        true = np.percentile(positive, 99.9, method="lower")
+        assert true <= outlier.percentile <= true * 2 ** (1 / 16)
+        assert outlier.max == 1e18 and outlier.line == (f * 97) % n + 1
+
+
+def test_outlier_needs_a_max_far_beyond_the_rest(tmp_path):
+    n = 3000
+    ones = [1] * n
+    columns = [list(ones) for _ in range(NUM_DENSE)]
+    columns[0][1700] = 2**63 - 1  # I1: huge, on line 1701
+    columns[1][5] = columns[1][2900] = 2000  # I2: 2000x, twice: the first line is named
+    columns[2][10] = 900  # I3: below 1000x
+    columns[3] = [-5] * (n - 1) + [7]  # I4: one positive value only
+    columns[4] = [""] * n  # I5: all missing
+    outliers = vocabulary_of(write(tmp_path / "a.txt", dense_rows(columns)),
+                             chunk_rows=1000).dense_outliers()
+    assert [(o.field, o.line) for o in outliers] == [("I1", 1701), ("I2", 6)]
+    assert outliers[0].max == pytest.approx(2.0**63) and outliers[1].max == 2000
+    assert outliers[0].percentile == pytest.approx(2 ** (1 / 16))
+
+
+def test_outliers_count_only_masked_rows(tmp_path):
+    columns = [[1] * 2000 for _ in range(NUM_DENSE)]
+    columns[0][7] = 10**9
+    (chunk,) = iter_chunks(write(tmp_path / "a.txt", dense_rows(columns)), chunk_rows=5000)
+    builder = VocabularyBuilder()
+    builder.update(chunk, mask=np.arange(2000) != 7)
+    assert builder.dense_outliers() == []
+
+
+def vocab_with(vocab, **changes):
+    return dataclasses.replace(vocab, **changes)
+
+
+def rewrite_npz(path, **changes):
+    """Rewrite an .npz file with some arrays replaced (or dropped, for None)."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+
+
+def test_encode_log1p(hand_path):
+    vocab = hand_vocabulary(hand_path, 1)
+    log_vocab = vocab_with(vocab, dense_transform="log1p")
+    (chunk,) = iter_chunks(hand_path)
+    ids, vals, _ = encode(chunk, log_vocab)
+    plain = encode(chunk, vocab)
+    np.testing.assert_array_equal(ids, plain[0])
+    np.testing.assert_array_equal(vals[:, NUM_DENSE:], plain[1][:, NUM_DENSE:])
+    # I1: 5, -3, missing, 10, 0, 2; I2 missing; I3 negative; I4.. 1.
+    np.testing.assert_allclose(vals[:, 0], np.log([6, 1, 1, 11, 1, 3]), rtol=1e-6)
+    assert (vals[:, 1:3] == 0).all()
+    np.testing.assert_allclose(vals[:, 3:NUM_DENSE], np.log(2), rtol=1e-6)
+
+
+def test_dense_transform_round_trips_and_old_files_read_as_max(tmp_path, hand_path):
+    vocab = vocab_with(hand_vocabulary(hand_path, 1), dense_transform="log1p")
+    vocab.save(tmp_path / "log.npz")
+    assert Vocabulary.load(tmp_path / "log.npz").dense_transform == "log1p"
+    with np.load(tmp_path / "log.npz") as data:  # as written before dense_transform existed
+        np.savez(tmp_path / "old.npz", **{k: data[k] for k in data.files if k != "dense_transform"})
+    old = Vocabulary.load(tmp_path / "old.npz")
+    assert old.dense_transform == "max"
+    np.testing.assert_array_equal(old.dense_max, vocab.dense_max)
+
+
+def test_unknown_dense_transform(tmp_path, hand_path):
+    with pytest.raises(ValueError, match="dense_transform must be one of max, log1p, got 'log'"):
+        Vocabulary(1, np.ones(13), (), dense_transform="log")
+    vocab = hand_vocabulary(hand_path, 1)
+    vocab.save(tmp_path / "v.npz")
+    rewrite_npz(tmp_path / "v.npz", dense_transform=np.array("sqrt"))
+    with pytest.raises(DatasetError, match=r"v\.npz: dense_transform must be one of .* 'sqrt'"):
+        Vocabulary.load(tmp_path / "v.npz")
+
+
+DAMAGE = {
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[:500]), "not a readable .npz archive"),
+    "empty": (lambda p: p.write_bytes(b""), "not a readable .npz archive"),
+    "npy": (lambda p: np.save(open(p, "wb"), np.zeros(3)), "holds a single array"),
+    "no offsets": (lambda p: rewrite_npz(p, offsets=None), "lacks offsets: damaged"),
+    "short offsets": (lambda p: rewrite_npz(p, offsets=np.zeros(5, np.int64)),
+                      "arrays do not fit together"),
+    "float tokens": (lambda p: rewrite_npz(p, tokens=np.zeros(4)), "arrays do not fit together"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_damaged_vocabulary_is_named(tmp_path, hand_path, case):
+    path = tmp_path / "vocabulary.npz"
+    hand_vocabulary(hand_path, 1).save(path)
+    damage, reason = DAMAGE[case]
+    damage(path)
+    with pytest.raises(DatasetError) as caught:
+        Vocabulary.load(path)
+    assert str(caught.value).startswith(f"{path}: ") and reason in str(caught.value)

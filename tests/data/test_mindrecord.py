@@ -1,7 +1,8 @@
-"""PackedWriter and iter_batches: packing, re-batching and seeded shuffling."""
+"""PackedWriter and iter_batches: packing, re-batching, seeded shuffling, damaged files."""
 import numpy as np
 import pytest
 
+from mindrec.data.dataset import DatasetError
 from mindrec.data.mindrecord import PACK_SIZE, PackedWriter, count_rows, iter_batches
 
 ROWS = 2345  # two full records and a partial one
@@ -103,3 +104,42 @@ def test_shuffle_mixes_record_order(tmp_path):
     first_group = labels[: 8 * PACK_SIZE, 0]  # rows are shuffled within 8-record groups
     assert first_group.max() >= 8 * PACK_SIZE  # so some record beyond the 8th came first
     assert sorted(labels[:, 0].tolist()) == list(range(20 * PACK_SIZE))
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    """A new packed file that a test may damage."""
+    path = tmp_path / "data.mindrecord"
+    with PackedWriter(path) as writer:
+        writer.add(*rows(ROWS))
+    return path
+
+
+def truncate(path, size):
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+DAMAGE = {
+    "truncated": lambda p: truncate(p, p.stat().st_size // 2),
+    "index truncated": lambda p: truncate(p.with_name(p.name + ".db"), 8000),
+    "index empty": lambda p: truncate(p.with_name(p.name + ".db"), 0),
+    "no index": lambda p: p.with_name(p.name + ".db").unlink(),
+    "junk": lambda p: p.write_bytes(b"junk" * 1000),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+@pytest.mark.parametrize("read", ["count", "iterate", "shuffle"])
+def test_damaged_file_is_named_without_a_cpp_stack(fresh, case, read):
+    DAMAGE[case](fresh)
+    with pytest.raises(DatasetError) as caught:
+        if read == "count":
+            count_rows(fresh)
+        else:
+            list(iter_batches(fresh, 1000, shuffle=read == "shuffle"))
+    message = str(caught.value)
+    assert message.startswith(f"{fresh}: MindSpore cannot read this MindRecord file or its .db "
+                              "index (")
+    assert "damaged or incomplete" in message
+    assert "C++" not in message and "\n" not in message
