@@ -9,6 +9,9 @@
                 ├── scheduler
                 └── bench/job/worker.py  worker.py: one per worker (rank)
 
+Each level is killed by the kernel when its parent dies (:mod:`bench.job.lifetime`), so
+a sweep that dies, however it dies, takes its running cell and msrun job along.
+
 Beside them: ``hardware`` (which targets this machine offers), ``limits`` (the machine's
 ceilings: sgemm rate, copy bandwidth) and ``measure`` (peak memory, environment, git).
 Only the runner and the workers import MindSpore; the sweep and the launcher do not.

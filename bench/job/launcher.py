@@ -10,7 +10,8 @@ collective backend (FACTS.md, "Distributed on CPU"). How msrun behaves, read fro
   done, so a script's code before ``init_worker()`` runs N+1 times.
 - Worker ``r`` writes stdout and stderr to ``<log_dir>/worker_<r>.log``, the scheduler to
   ``scheduler.log``. Each worker gets its own session (``os.setsid``): killing msrun's
-  process group does not kill the workers.
+  process group does not kill the workers. They die with msrun by calling
+  :func:`bench.job.lifetime.die_with_parent`, as msrun dies with the caller of ``launch``.
 - msrun polls its workers once a second. When one exits non-zero it logs ``Worker process
   <pid> exit with exception. Error code: <code>.`` (negative: killed by that signal), kills
   the other workers, then *waits for the scheduler*, which can outlive them by the
@@ -29,15 +30,14 @@ building and the mccl sync 2-5 s. A job that only calls ``init_worker`` takes 10
 end to end (the workers unregister, then the scheduler exits). Without the two measures
 above: ready after 7.7-15.2 s (median 11.4 s), done after 12-17.6 s.
 
-Example::
+Usage (a real job takes about 10 s here, so this is not run as a doctest)::
 
-    >>> result = launch(["train_worker.py", "--steps", "10"], workers=2,
-    ...                 log_dir=Path("logs"), timeout_s=300)
-    >>> result.elapsed_s
-    11.4
+    result = launch(["train_worker.py", "--steps", "10"], workers=2,
+                    log_dir=Path("logs"), timeout_s=300)
 
-where ``train_worker.py`` joins the cluster with
-:func:`mindrec.train.distributed.init_worker`.
+where ``train_worker.py`` first calls :func:`bench.job.lifetime.die_with_parent`, then
+joins the cluster with :func:`mindrec.train.distributed.init_worker`; ``result.elapsed_s``
+is the job's wall time.
 """
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from bench.job.lifetime import start_tied
 
 LOG_TAIL_LINES = 30
 _POLL_S = 0.2
@@ -118,7 +120,10 @@ def launch(script_args: list[str], workers: int, log_dir: Path, timeout_s: float
     """Run ``python <script_args>`` as an msrun job of ``workers`` workers on 127.0.0.1.
 
     The call never hangs: it returns when msrun exits 0, and otherwise kills msrun, the
-    scheduler and every worker (with their process groups) and raises.
+    scheduler and every worker (with their process groups) and raises. msrun dies with
+    the calling thread (:func:`bench.job.lifetime.start_tied`); the script must call
+    :func:`bench.job.lifetime.die_with_parent` before importing MindSpore, so that the
+    scheduler and the workers die with msrun.
 
     Args:
         script_args (list[str]): the worker script's path followed by its arguments.
@@ -152,8 +157,8 @@ def launch(script_args: list[str], workers: int, log_dir: Path, timeout_s: float
            f"--tail_worker_log={workers}", *map(str, script_args)]
     start = time.monotonic()
     with open(log_dir / "msrun.log", "w", encoding="utf-8") as msrun_log:
-        proc = subprocess.Popen(cmd, stdout=msrun_log, stderr=subprocess.STDOUT, env=job_env,
-                                start_new_session=True)
+        proc = start_tied(cmd, env=job_env, stdout=msrun_log, stderr=subprocess.STDOUT,
+                          start_new_session=True)
     job = _Job(proc, log_dir, workers)
     try:
         _supervise(job, start + timeout_s, timeout_s)

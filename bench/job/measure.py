@@ -1,4 +1,5 @@
-"""Measurement helpers: peak memory sampling and a description of the environment."""
+"""Measurement helpers: peak memory sampling, the machine's other load, and a
+description of the environment."""
 from __future__ import annotations
 
 import os
@@ -24,9 +25,13 @@ class PeakMemorySampler:
 
     Example::
 
-        with PeakMemorySampler() as sampler:
-            work()
-        print(sampler.peak_rss_mb)
+        >>> import numpy as np
+        >>> with PeakMemorySampler(interval_s=0.01) as sampler:
+        ...     before = sampler.peak_anon_mb
+        ...     block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        ...     _ = sampler.sample()
+        >>> sampler.peak_anon_mb - before > 60
+        True
     """
 
     def __init__(self, pid: int | None = None, interval_s: float = 0.05,
@@ -96,6 +101,65 @@ class PeakMemorySampler:
             self.sample()
         except psutil.NoSuchProcess:
             pass
+
+
+class OtherLoad:
+    """How busy the machine was, over a block of code, with work other than a process
+    tree's own: a cell measured beside other work ran on a loaded machine.
+
+    ``other_cpu_s`` is the machine's busy CPU time (``psutil.cpu_times()``: everything
+    but idle and I/O wait; time stolen by a hypervisor counts) less the CPU time of the
+    process ``pid`` and its descendants (those reaped inside the tree included);
+    ``other_cpu_fraction`` divides it by wall time x logical CPUs (0 = quiet, 1 = every
+    CPU busy with other work; clock ticks make it a few hundredths noisy). ``load_avg_1m``
+    is the load average when the block starts. Descendants that leave the tree (orphaned
+    before exiting) count as other work.
+
+    Example::
+
+        >>> with OtherLoad() as load:
+        ...     _ = sum(range(10**6))  # the work measured
+        >>> 0.0 <= load.other_cpu_fraction and load.load_avg_1m >= 0.0
+        True
+    """
+
+    def __init__(self, pid: int | None = None):
+        self.process = psutil.Process(pid or os.getpid())
+        self.load_avg_1m: float | None = None
+        self.other_cpu_s: float | None = None
+        self.other_cpu_fraction: float | None = None
+        self.wall_s: float | None = None
+
+    def __enter__(self) -> "OtherLoad":
+        self.load_avg_1m = os.getloadavg()[0]
+        self._start = (time.monotonic(), _machine_busy_s(), self._tree_cpu_s())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall, busy, tree = time.monotonic(), _machine_busy_s(), self._tree_cpu_s()
+        self.wall_s = wall - self._start[0]
+        self.other_cpu_s = (busy - self._start[1]) - (tree - self._start[2])
+        capacity_s = self.wall_s * psutil.cpu_count()
+        self.other_cpu_fraction = max(0.0, self.other_cpu_s / capacity_s)
+
+    def _tree_cpu_s(self) -> float:
+        """CPU time of the tree: each live process's own, and its reaped children's."""
+        total = 0.0
+        for proc in [self.process, *self.process.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+        return total
+
+
+def _machine_busy_s() -> float:
+    """Busy CPU seconds of the machine since boot, summed over its CPUs."""
+    times = psutil.cpu_times()
+    # Guest time is already inside user and nice on Linux.
+    guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0) - guest
 
 
 def nvml_used_mb_probe(index: int = 0) -> Callable[[], float]:

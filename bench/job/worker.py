@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.job.lifetime import die_with_parent
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/job/worker.py")
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-from", type=Path,
                         help="start from this standalone checkpoint (.safetensors)")
     args = parser.parse_args(argv)
+    die_with_parent()  # with msrun, the scheduler and the workers die (before MindSpore loads)
     # msrun runs this script in its scheduler too, which init_worker() never returns from.
     from mindrec.train.distributed import configure_parallel, init_worker
     device = (args.job / "device").read_text().strip()

@@ -15,6 +15,11 @@ import signal
 import time
 from pathlib import Path
 
+from bench.job.lifetime import die_with_parent
+
+if __name__ == "__main__":  # run by msrun: die with it, even while MindSpore loads
+    die_with_parent()
+
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops

@@ -14,6 +14,8 @@ from dist_workers import BATCH, VOCAB
 from bench.job.launcher import launch
 from mindrec.train.distributed import in_msrun_worker, init_worker
 
+pytestmark = pytest.mark.integration  # real msrun jobs
+
 WORKER = str(Path(__file__).with_name("dist_workers.py"))
 WORKERS = 2
 

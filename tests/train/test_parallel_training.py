@@ -10,6 +10,8 @@ from mindrec.embedding.tables import table_bytes
 from mindrec.train import checkpoint
 from mindrec.train.trainer import build, evaluate, fit
 
+pytestmark = pytest.mark.integration  # real msrun jobs
+
 STEPS = 8
 TABLES = ("wide_table.lookup.embedding_table", "deep_embedding.table.lookup.embedding_table")
 

@@ -12,6 +12,8 @@ import pytest
 from bench.job.launcher import (DistributedJobError, DistributedTimeoutError, free_port,
                                 launch)
 
+pytestmark = pytest.mark.integration  # real msrun jobs
+
 WORKER = str(Path(__file__).parents[2] / "train" / "dist_workers.py")
 WORKERS = 2
 
