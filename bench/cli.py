@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+import yaml
+
+from bench.gate import Thresholds
+from bench.results import metric
 from bench.job.launcher import DistributedJobError
-from mindrec.config import PRESETS, ConfigError, EmbeddingKind, ParallelMode, SparseMode
+from bench.microbench import DEFAULT_STORAGE, DEFAULT_THRESHOLD, DEFAULT_WINDOW
+from mindrec.config import (DEFAULT_PRESET, MODEL_CONFIGS, PRESETS, SECTIONS, ConfigError,
+                            EmbeddingConfig, EmbeddingKind, ParallelConfig, ParallelMode,
+                            RunConfig, SparseMode, TrainConfig)
+
+# A parallel `train` job is killed after this long unless --timeout says otherwise.
+_DEFAULT_JOB_TIMEOUT_S = 3600.0
 
 
 def _data_synth(args) -> int:
@@ -22,46 +33,105 @@ def _data_convert(args) -> int:
     meta = convert(args.input, args.out,
                    threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
                    test_ratio=args.test_ratio, seed=args.seed, on_bad_row=args.on_bad_row,
-                   overwrite=args.overwrite)
+                   dense_transform=args.dense_transform, overwrite=args.overwrite,
+                   progress=sys.stderr)
     rows = meta["rows"]
     print(f"wrote {args.out}: {rows['train']:,} train + {rows['test']:,} test rows, "
           f"{rows['bad']:,} bad rows skipped, vocabulary {meta['vocab_size']:,} ids"
-          + (f", Bayes-optimal test AUC {meta['bayes_auc']:.4f}" if "bayes_auc" in meta else ""))
+          + (f", Bayes-optimal test AUC {meta['bayes_auc']:.4f}" if "bayes_auc" in meta else "")
+          + (f"; {len(meta['warnings'])} warning(s), printed above and kept in meta.json"
+             if meta["warnings"] else ""))
     return 0
 
 
+def _data_verify(args) -> int:
+    from mindrec.data.dataset import verify
+    meta = verify(args.dir, full=True)
+    print(f"{args.dir / 'meta.json'}: schema {meta['schema']}")
+    for name, record in sorted(meta["integrity"].items()):
+        print(f"{args.dir / name}: {record['size_bytes']:,} bytes, sha256 {record['sha256']}: "
+              "as recorded")
+    rows = meta["rows"]
+    print(f"rows: {rows['train']:,} train + {rows['test']:,} test, as recorded")
+    print(f"{args.dir}: OK")
+    return 0
+
+
+# `train` flags -> the RunConfig field each sets (section, field). A flag left out is
+# unset (argparse default None): the config file or the preset decides, and 0 is a value.
+_TRAIN_FLAGS = {
+    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
+    "seed": ("train", "seed"), "max_steps": ("train", "max_steps"),
+    "warmup_steps": ("train", "warmup_steps"), "table_size": ("train", "table_size"),
+    "sparse": ("train", "sparse"), "embedding": ("embedding", "kind"),
+    "permit": ("embedding", "permit_filter_value"),
+    "evict": ("embedding", "evict_filter_value"), "capacity": ("embedding", "capacity"),
+    "mode": ("parallel", "mode"), "workers": ("parallel", "workers"),
+}
+
+
+def train_run_config(args) -> tuple[RunConfig, str]:
+    """The run and preset of ``train``: command line > ``--config`` file > preset."""
+    from mindrec.config import load_config_file, run_config_from_sections
+    file = load_config_file(args.config) if args.config else {}
+    sections = {name: dict(file.get(name) or {}) for name in SECTIONS}
+    for flag, (section, name) in _TRAIN_FLAGS.items():
+        if getattr(args, flag) is not None:
+            sections[section][name] = getattr(args, flag)
+    for assignment in args.set or []:
+        key, sep, text = assignment.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in SECTIONS:
+            raise ConfigError(f"--set {assignment!r}: expected SECTION.FIELD=VALUE with "
+                              f"SECTION one of {', '.join(SECTIONS)}")
+        sections[section][name] = yaml.safe_load(text)
+    model = args.model or file.get("model")
+    if model is None:
+        raise ConfigError("train: no model; pass --model or set `model:` in --config")
+    preset = args.preset or file.get("preset") or DEFAULT_PRESET
+    where = str(args.config) if args.config else "command line"
+    run = run_config_from_sections(model, preset, sections, where)
+    standalone = run.parallel.mode is ParallelMode.STANDALONE
+    for flag, value in (("--job-dir", args.job_dir), ("--timeout", args.timeout)):
+        if standalone and value is not None:
+            raise ConfigError(f"{flag} applies to the parallel modes only; this run is "
+                              f"standalone")
+    return run, preset
+
+
+def describe_run(record: dict) -> str:
+    """What a `train` run measured, in a few lines."""
+    def m(name):
+        return metric(record, name)
+    bayes = m("bayes_auc")
+    gap = f" (Bayes-optimal {bayes:.4f}, gap {bayes - m('auc'):.4f})" if bayes is not None else ""
+    spec = record["spec"]
+    lines = [f"{spec['model']}/{spec['preset']}: test AUC {m('auc'):.4f}{gap}, logloss "
+             f"{m('logloss'):.4f}; {m('samples_per_s'):,.0f} samples/s (median step "
+             f"{m('step_ms_p50'):.1f} ms, compile {m('compile_s'):.1f} s); peak RSS "
+             f"{m('peak_rss_mb'):,.0f} MiB"]
+    if spec["workers"] > 1:
+        lines.append(f"{spec['mode']} on {spec['workers']} workers: peak RSS per worker "
+                     f"{m('peak_rss_mb_per_worker'):,.0f} MiB, tables "
+                     f"{m('table_mb_per_worker'):,.1f} MiB per worker; msrun job "
+                     f"{m('launch_s'):.0f} s")
+    if m("hash_live_rows") is not None:
+        lines.append(f"hash table: {m('hash_live_rows'):,} rows live, {m('hash_admitted'):,} "
+                     f"admitted, {m('hash_evicted'):,} evicted, {m('hash_candidates'):,} keys "
+                     f"seen but not admitted ({m('hash_default_fraction'):.2%} of lookups "
+                     f"read the default), index {m('hash_index_mb'):.1f} MiB")
+    return "\n".join(lines)
+
+
 def _train(args) -> int:
-    from bench.results import write_record
     from bench.job.runner import train_and_measure
-    from mindrec.config import build_run_config
-    overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
-                                   "seed": args.seed, "max_steps": args.max_steps,
-                                   "sparse": args.sparse}.items() if v is not None}
-    workers = args.workers or (1 if args.mode == "standalone" else 2)
-    embedding = {k: v for k, v in {"kind": args.embedding, "permit_filter_value": args.permit,
-                                   "evict_filter_value": args.evict,
-                                   "capacity": args.capacity}.items() if v is not None}
-    run = build_run_config(args.model, args.preset, train_overrides=overrides,
-                           embedding=embedding,
-                           parallel={"mode": args.mode, "workers": workers})
-    record = train_and_measure(run, args.data, checkpoint_path=args.checkpoint,
-                               job_dir=args.job_dir, timeout_s=args.timeout)
-    m = record["metrics"]
-    gap = (f" (Bayes-optimal {m['bayes_auc']:.4f}, gap {m['bayes_auc'] - m['auc']:.4f})"
-           if m.get("bayes_auc") is not None else "")
-    print(f"{args.model}/{args.preset}: test AUC {m['auc']:.4f}{gap}, logloss "
-          f"{m['logloss']:.4f}; {m['samples_per_s']:,.0f} samples/s (median step "
-          f"{m['step_ms_p50']:.1f} ms, compile {m['compile_s']:.1f} s); peak RSS "
-          f"{m['peak_rss_mb']:,.0f} MB")
-    if run.parallel.workers > 1:
-        print(f"{run.parallel.mode.value} on {run.parallel.workers} workers: peak RSS per worker "
-              f"{m['peak_rss_mb_per_worker']:,.0f} MB, tables {m['table_mb_per_worker']:,.1f} MB "
-              f"per worker; msrun job {m['launch_s']:.0f} s")
-    if "hash_live_rows" in m:
-        print(f"hash table: {m['hash_live_rows']:,} rows live, {m['hash_admitted']:,} admitted, "
-              f"{m['hash_evicted']:,} evicted, {m['hash_candidates']:,} keys seen but not "
-              f"admitted ({m['hash_default_fraction']:.2%} of lookups read the default), "
-              f"index {m['hash_index_mb']:.1f} MB")
+    from bench.results import write_record
+    run, preset = train_run_config(args)
+    record = train_and_measure(run, args.data, preset=preset, checkpoint_path=args.checkpoint,
+                               job_dir=args.job_dir,
+                               timeout_s=_DEFAULT_JOB_TIMEOUT_S if args.timeout is None
+                               else args.timeout)
+    print(describe_run(record))
     if args.out:
         write_record(args.out, record)
         print(f"record written to {args.out}")
@@ -126,6 +196,18 @@ def _hash_drift(args) -> int:
     return 0
 
 
+def _microbench(args) -> int:
+    from bench.microbench import run_microbench
+    return run_microbench(args.threshold, args.window, args.storage, args.pytest_args)
+
+
+def _field_help(cls, name: str, what: str = "") -> str:
+    """Help text with the dataclass's own default (the one source of defaults)."""
+    default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+    default = getattr(default, "value", default)
+    return f"{what + '; ' if what else ''}default {'null' if default is None else default}"
+
+
 def latest_run(runs_dir: Path) -> str:
     """Id of the most recently written run in ``runs_dir``."""
     stores = sorted(runs_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
@@ -159,32 +241,67 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--test-ratio", type=float, default=0.1)
     conv.add_argument("--seed", type=int, default=0)
     conv.add_argument("--on-bad-row", choices=("stop", "skip"), default="stop")
-    conv.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    from mindrec.data.criteo import DENSE_TRANSFORMS  # numpy only, no MindSpore
+    conv.add_argument("--dense-transform", choices=DENSE_TRANSFORMS, default="max",
+                      help="dense value x -> x / max(field) (default, as the original) or "
+                           "log(1 + x) for x > 0, else 0")
+    conv.add_argument("--overwrite", action="store_true",
+                      help="replace --out if it is a dataset made by this tool")
     conv.set_defaults(func=_data_convert)
 
-    train = verbs.add_parser("train", help="train one model and evaluate it")
-    train.add_argument("--model", choices=("wide_deep", "dcn"), required=True)
+    check = data_verbs.add_parser("verify", help="check a converted dataset against its "
+                                                 "meta.json (sizes, sha256, row counts)")
+    check.add_argument("dir", type=Path, help="a converted dataset directory")
+    check.set_defaults(func=_data_verify)
+
+    train = verbs.add_parser(
+        "train", help="train one model and evaluate it",
+        description="Train one model and evaluate it. Settings come from the command line, "
+                    "then --config FILE.yaml, then the preset; an option that does not "
+                    "apply to the run is an error.")
+    train.add_argument("--model", choices=sorted(MODEL_CONFIGS),
+                       help="required unless --config names it")
     train.add_argument("--data", type=Path, required=True, help="a converted dataset dir")
-    train.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--seed", type=int)
-    train.add_argument("--max-steps", type=int)
-    train.add_argument("--sparse", choices=[m.value for m in SparseMode])
+    train.add_argument("--preset", choices=sorted(PRESETS),
+                       help=f"hyperparameters to start from (default {DEFAULT_PRESET})")
+    train.add_argument("--config", type=Path,
+                       help="YAML file: model, preset and sections "
+                            f"{', '.join(SECTIONS)} (fields by their config names)")
+    train.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                       help="any config field, e.g. model_config.emb_dim=32 (repeatable)")
+    preset_default = "default: the preset's"
+    train.add_argument("--epochs", type=int, help=preset_default)
+    train.add_argument("--batch-size", type=int, help=f"global batch; {preset_default}")
+    train.add_argument("--seed", type=int, help=_field_help(TrainConfig, "seed"))
+    train.add_argument("--max-steps", type=int, help=_field_help(TrainConfig, "max_steps"))
+    train.add_argument("--warmup-steps", type=int,
+                       help=_field_help(TrainConfig, "warmup_steps", "steps left out of the "
+                                        "timing (the first compiles)"))
+    train.add_argument("--table-size", type=int,
+                       help=_field_help(TrainConfig, "table_size", "rows of the tables; null: "
+                                        "the dataset's vocabulary"))
+    train.add_argument("--sparse", choices=[m.value for m in SparseMode],
+                       help=_field_help(TrainConfig, "sparse"))
     train.add_argument("--embedding", choices=[k.value for k in EmbeddingKind],
-                       help="static tables (default) or dynamic hash tables")
-    train.add_argument("--permit", type=int, help="hash: hits before a key gets a row (1)")
-    train.add_argument("--evict", type=int, help="hash: idle steps before a row goes (never)")
-    train.add_argument("--capacity", type=int, help="hash: rows (default: the vocabulary)")
-    train.add_argument("--mode", choices=[m.value for m in ParallelMode], default="standalone",
-                       help="standalone, or an msrun job: data_parallel or hybrid "
-                            "(tables sharded by rows)")
-    train.add_argument("--workers", type=int, default=None,
-                       help="workers of a parallel mode (default 2; 1 for standalone)")
+                       help=_field_help(EmbeddingConfig, "kind"))
+    train.add_argument("--permit", type=int, help=_field_help(
+        EmbeddingConfig, "permit_filter_value", "hash: hits before a key gets a row"))
+    train.add_argument("--evict", type=int, help=_field_help(
+        EmbeddingConfig, "evict_filter_value", "hash: idle steps before a row goes; null: "
+        "never"))
+    train.add_argument("--capacity", type=int, help=_field_help(
+        EmbeddingConfig, "capacity", "hash: rows; null: the table size"))
+    train.add_argument("--mode", choices=[m.value for m in ParallelMode],
+                       help=_field_help(ParallelConfig, "mode", "one process, or an msrun "
+                                        "job: data_parallel, hybrid (tables sharded "
+                                        "by rows)"))
+    train.add_argument("--workers", type=int, help=_field_help(
+        ParallelConfig, "workers", "msrun workers of a parallel mode (2 or more)"))
     train.add_argument("--job-dir", type=Path,
                        help="parallel modes: keep the workers' logs and outputs here")
-    train.add_argument("--timeout", type=float, default=3600.0,
-                       help="parallel modes: kill the job after this many seconds")
+    train.add_argument("--timeout", type=float,
+                       help=f"parallel modes: kill the job after this many seconds "
+                            f"(default {_DEFAULT_JOB_TIMEOUT_S:g})")
     train.add_argument("--checkpoint", type=Path, help="save the trained model (.safetensors)")
     train.add_argument("--out", type=Path, help="write the result record (JSON)")
     train.set_defaults(func=_train)
@@ -194,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--run-id", help="default: the current UTC time")
     sweep.add_argument("--resume", action="store_true",
                        help="finish run --run-id, skipping cells already recorded")
-    sweep.add_argument("--only", help="run only cells matching K=V[,K=V...], e.g. model=dcn")
+    sweep.add_argument("--only", help="run only cells matching KEY=VALUE[,...], KEY an axis or "
+                       "a dotted config field, e.g. model=dcn,embedding.kind=hash")
     sweep.add_argument("--results", type=Path, default=Path("results"))
     sweep.set_defaults(func=_sweep)
 
@@ -210,14 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--run", required=True, action="append",
                       help="run id of a finished sweep (repeat to pool runs)")
     gate.add_argument("--results", type=Path, default=Path("results"))
-    gate.add_argument("--max-slowdown", type=float, default=0.25,
-                      help="allowed drop of normalised throughput (fraction, default 0.25)")
-    gate.add_argument("--max-auc-drop", type=float, default=0.005,
-                      help="allowed AUC drop against the baseline (default 0.005)")
-    gate.add_argument("--max-memory-growth", type=float, default=0.15,
-                      help="allowed peak RSS growth (fraction, default 0.15)")
-    gate.add_argument("--max-bayes-gap", type=float, default=0.05,
-                      help="allowed AUC gap to the Bayes optimum of synthetic data")
+    limits = Thresholds()
+    gate.add_argument("--max-slowdown", type=float, default=limits.max_slowdown,
+                      help="allowed drop of throughput, raw and normalised (fraction, "
+                           f"default {limits.max_slowdown})")
+    gate.add_argument("--max-auc-drop", type=float, default=limits.max_auc_drop,
+                      help=f"allowed AUC drop against the baseline (default "
+                           f"{limits.max_auc_drop})")
+    gate.add_argument("--max-memory-growth", type=float, default=limits.max_memory_growth,
+                      help=f"allowed peak memory growth (fraction, default "
+                           f"{limits.max_memory_growth})")
+    gate.add_argument("--max-bayes-gap", type=float, default=limits.max_bayes_gap,
+                      help="allowed AUC gap to the Bayes optimum of synthetic data (default "
+                           f"{limits.max_bayes_gap})")
     gate.set_defaults(func=_gate)
 
     drift = verbs.add_parser("hash-drift", help="memory of a hash table on a drifting stream")
@@ -226,6 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--evict", type=int, default=20, help="idle steps before eviction")
     drift.add_argument("--out", type=Path, help="write the measurements (JSON)")
     drift.set_defaults(func=_hash_drift)
+
+    micro = verbs.add_parser(
+        "microbench", help="run the micro suites; exit 1 on a confirmed median regression",
+        description="Run the pytest-benchmark suites of bench/micro, save the run and compare "
+                    "each median with the median of the last runs; a regression is run "
+                    "again and fails only if it persists. The first run on a machine "
+                    "passes and becomes the baseline. Arguments after -- go to pytest.")
+    micro.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="PCT",
+                       help=f"fail when a median is more than PCT percent above its "
+                            f"baseline (default {DEFAULT_THRESHOLD:g})")
+    micro.add_argument("--window", type=int, default=DEFAULT_WINDOW, metavar="N",
+                       help=f"baseline = median over the last N saved runs "
+                            f"(default {DEFAULT_WINDOW})")
+    micro.add_argument("--storage", type=Path, default=DEFAULT_STORAGE, metavar="DIR",
+                       help=f"where runs are saved (default {DEFAULT_STORAGE})")
+    micro.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS",
+                       help="passed on to pytest, e.g. -- -k criteo")
+    micro.set_defaults(func=_microbench)
 
     baseline = verbs.add_parser("baseline", help="write a gate baseline from a finished run")
     baseline.add_argument("--run", required=True)

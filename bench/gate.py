@@ -19,9 +19,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.results import now_iso, read_records, write_atomic
-from bench.suite import CellSpec
-from mindrec.config import from_dict
+from bench.job.limits import read_limits
+from bench.results import metric, now_iso, read_records, spec_value, write_atomic
 
 SCHEMA = "mindrec-bench/baseline/1"
 PASS, FAIL, NEW = "pass", "FAIL", "new"
@@ -70,23 +69,32 @@ def summarize(records: list[dict], sgemm_gflops: float) -> dict[str, dict]:
     cell's own sgemm or else the run's ``sgemm_gflops``); medians of AUC and memory."""
     groups: dict[str, list[dict]] = {}
     for record in records:
-        if record["status"] != "ok":
-            continue
-        spec = from_dict(CellSpec, record["spec"]["cell_spec"], f"record {record['cell_id']}")
-        groups.setdefault(spec.measurement_id, []).append(record["metrics"])
+        if record["status"] == "ok":
+            groups.setdefault(spec_value(record, "measurement_id"), []).append(record)
+    return {cell: _pooled(repeats, sgemm_gflops) for cell, repeats in sorted(groups.items())}
+
+
+_BASELINE_CELL_KEYS = ("repeats", "samples_per_s", "samples_per_gflop", "auc", "bayes_auc",
+                       "peak_memory_mb")
+
+
+def _pooled(repeats: list[dict], sgemm_gflops: float) -> dict:
+    """One measurement's repeats: best throughput, medians of AUC and memory."""
+    def values(name: str) -> list:
+        return [metric(r, name) for r in repeats]
+
+    def sgemm(record: dict) -> float:
+        return metric(record, "sgemm_gflops") or sgemm_gflops
+
+    # Anonymous memory (RSS less mapped files) where recorded: see PeakMemorySampler.
+    memory = [metric(r, "peak_anon_mb") or metric(r, "peak_rss_mb") for r in repeats]
     return {
-        cell: {
-            "repeats": len(metrics),
-            "samples_per_s": max(m["samples_per_s"] for m in metrics),
-            "samples_per_gflop": max(
-                m["samples_per_s"] / m.get("sgemm_gflops", sgemm_gflops) for m in metrics),
-            "auc": statistics.median(m["auc"] for m in metrics),
-            "bayes_auc": metrics[0].get("bayes_auc"),
-            # Anonymous memory (RSS less mapped files) where recorded: see PeakMemorySampler.
-            "peak_memory_mb": statistics.median(m.get("peak_anon_mb", m["peak_rss_mb"])
-                                                for m in metrics),
-        }
-        for cell, metrics in sorted(groups.items())
+        "repeats": len(repeats),
+        "samples_per_s": max(values("samples_per_s")),
+        "samples_per_gflop": max(metric(r, "samples_per_s") / sgemm(r) for r in repeats),
+        "auc": statistics.median(values("auc")),
+        "bayes_auc": values("bayes_auc")[0],
+        "peak_memory_mb": statistics.median(memory),
     }
 
 
@@ -94,7 +102,7 @@ def make_baseline(runs_dir: Path, run_id: str) -> dict:
     """A baseline document from a finished run."""
     store, limits_path = run_paths(runs_dir, run_id)
     records = read_records(store)
-    limits = json.loads(limits_path.read_text())
+    limits = read_limits(limits_path).in_force
     cells = summarize(records, limits["sgemm_gflops"])
     if not cells:
         raise ValueError(f"{store}: no ok cells to make a baseline from")
@@ -114,9 +122,21 @@ def load_baseline(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such baseline (make one with "
                                 f"`mindrec-bench baseline --run ID --out {path}`)")
-    baseline = json.loads(path.read_text())
-    if baseline.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: schema {baseline.get('schema')!r}, expected {SCHEMA!r}")
+    try:
+        baseline = json.loads(path.read_text(errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); a truncated "
+                         f"or damaged baseline") from None
+    if not isinstance(baseline, dict) or baseline.get("schema") != SCHEMA:
+        found = baseline.get("schema") if isinstance(baseline, dict) else None
+        raise ValueError(f"{path}: schema {found!r}, expected {SCHEMA!r}")
+    cells = baseline.get("cells")
+    if not isinstance(cells, dict) or not cells:
+        raise ValueError(f"{path}: no cells")
+    for cell, values in cells.items():
+        missing = sorted(set(_BASELINE_CELL_KEYS) - set(values or {}))
+        if missing:
+            raise ValueError(f"{path}: cell {cell} lacks {', '.join(missing)}")
     return baseline
 
 
@@ -177,9 +197,10 @@ def gate(baseline_path: Path, runs_dir: Path, run_ids: list[str],
     records = []
     for run_id in run_ids:
         store, limits_path = run_paths(runs_dir, run_id)
-        sgemm = json.loads(limits_path.read_text())["sgemm_gflops"]
+        sgemm = read_limits(limits_path).in_force["sgemm_gflops"]
         for record in read_records(store):
-            record["metrics"].setdefault("sgemm_gflops", sgemm)
+            if record["status"] == "ok" and metric(record, "sgemm_gflops") is None:
+                record["metrics"]["sgemm_gflops"] = sgemm
             records.append(record)
     checks = compare(baseline, summarize(records, sgemm), limits)
     return checks, all(c.verdict != FAIL for c in checks)

@@ -1,64 +1,330 @@
-"""Result records: the versioned schema, validation, and an atomic JSONL store.
+"""Result records: the schema, declared once; validation; migration; an atomic JSONL store.
 
-One record per sweep cell (or per ``mindrec-bench train --out``). Keys carry their units
-(``step_ms_p50``, ``peak_rss_mb``). A reader rejects records of another schema version.
+One record per sweep cell (or per ``mindrec-bench train --out``)::
+
+    {"schema", "run_id", "cell_id", "suite", "started_at", "status", "reason",
+     "git": {...}, "env": {...}, "spec": {...}, "metrics": {...}}
+
+Every key of every block is declared below, once, as a :class:`Key` (type, unit, the
+report section that shows it, required or optional). :func:`validate` rejects unknown
+keys, wrong types and missing required keys, naming the key; readers look values up
+through :func:`metric` and :func:`spec_value`, which refuse undeclared names, so a
+misspelt key is an error instead of an empty column. Keys ending in ``_mb`` are MiB
+(2**20 bytes).
+
+Versions: records are written as :data:`SCHEMA` (``mindrec-bench/result/2``). Records of
+``mindrec-bench/result/1`` load through :func:`migrate` (tested on real /1 records);
+any other version is refused with a message naming it.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA = "mindrec-bench/result/1"
+SCHEMA = "mindrec-bench/result/2"
+SCHEMA_V1 = "mindrec-bench/result/1"
 STATUSES = ("ok", "skipped", "failed")
 
-# Required keys per block and their JSON types (None allowed where the tuple has it).
-_TOP = {"schema": str, "run_id": str, "cell_id": str, "suite": (str, type(None)),
-        "started_at": str, "status": str, "reason": (str, type(None)), "git": dict,
-        "env": dict, "spec": dict, "metrics": dict}
-_GIT = {"commit": (str, type(None)), "dirty": (bool, type(None))}
-_ENV = {"python": str, "mindspore": (str, type(None)), "numpy": (str, type(None)), "os": str,
-        "cpu_model": str, "cores": int, "ram_gb": (int, float), "accelerator": str,
-        "gpus": list}
-_SPEC = {"model": str, "dataset": str, "rows": int, "vocab_size": int, "emb_dim": int,
-         "batch_size": int, "embedding": str, "mode": str, "workers": int, "hardware": str,
-         "steps": (int, type(None)), "seed": int}
-_NUM = (int, float, type(None))
-_OK_METRICS = {"samples_per_s": _NUM, "step_ms_p50": _NUM, "step_ms_p90": _NUM,
-               "compile_s": _NUM, "peak_rss_mb": _NUM, "peak_device_mb": _NUM, "auc": _NUM,
-               "logloss": _NUM, "bayes_auc": _NUM}
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One declared key of a record block.
+
+    Args:
+        name: the key.
+        types: the JSON types its value may have (``bool`` never passes for a number).
+        doc: what it means, for the reader of a record.
+        unit: its unit ("" when it has none); ``_mb`` keys are MiB.
+        label: the report's column header (defaults to the name).
+        section: the report section that shows it, or None (kept in the record only).
+        required: spec keys: in every record; metric keys: in every ``ok`` record.
+        nullable: None is allowed.
+    """
+
+    name: str
+    types: tuple[type, ...]
+    doc: str
+    unit: str = ""
+    label: str = ""
+    section: str | None = None
+    required: bool = False
+    nullable: bool = False
+
+    @property
+    def header(self) -> str:
+        """Column header with the unit, e.g. ``peak RSS (MiB)``."""
+        label = self.label or self.name
+        return f"{label} ({self.unit})" if self.unit and self.unit not in label.split() else label
+
+    def check(self, value, where: str) -> None:
+        """Raise RecordError when ``value`` is not of this key's types."""
+        if value is None:
+            if not self.nullable:
+                raise RecordError(f"{where}.{self.name}: null is not allowed")
+            return
+        if isinstance(value, bool) and bool not in self.types:
+            raise RecordError(f"{where}.{self.name}: {value!r} is not a "
+                              f"{'/'.join(t.__name__ for t in self.types)}")
+        if not isinstance(value, self.types):
+            raise RecordError(f"{where}.{self.name}: {value!r} is not a "
+                              f"{'/'.join(t.__name__ for t in self.types)}")
+
+
+def _keys(*keys: Key) -> dict[str, Key]:
+    return {key.name: key for key in keys}
+
+
+def _spec(name: str, types, doc: str, *, required: bool = True, nullable: bool = False,
+          unit: str = "", label: str = "") -> Key:
+    types = types if isinstance(types, tuple) else (types,)
+    return Key(name, types, doc, unit=unit, label=label, section="cells",
+               required=required, nullable=nullable)
+
+
+def _metric(name: str, doc: str, *, unit: str, section: str | None, label: str = "",
+            required: bool = False, types=_NUMBER) -> Key:
+    types = types if isinstance(types, tuple) else (types,)
+    return Key(name, types, doc, unit=unit, label=label, section=section,
+               required=required, nullable=True)
+
+
+TOP = _keys(
+    Key("schema", (str,), "the record schema version", required=True),
+    Key("run_id", (str,), "the sweep run (or train command) that wrote it", required=True),
+    Key("cell_id", (str,), "the cell's stable id (resume and comparison key)", required=True),
+    Key("suite", (str,), "the suite of the run; null for `train --out`", required=True,
+        nullable=True),
+    Key("started_at", (str,), "UTC start, ISO 8601", required=True),
+    Key("status", (str,), f"one of {', '.join(STATUSES)}", required=True),
+    Key("reason", (str,), "why a cell was skipped or failed", required=True, nullable=True),
+    Key("git", (dict,), "the commit measured", required=True),
+    Key("env", (dict,), "the machine and versions", required=True),
+    Key("spec", (dict,), "what was trained", required=True),
+    Key("metrics", (dict,), "what was measured (empty unless ok)", required=True),
+)
+
+GIT = _keys(
+    Key("commit", (str,), "HEAD of the checkout", required=True, nullable=True),
+    Key("dirty", (bool,), "uncommitted changes to tracked files", required=True,
+        nullable=True),
+)
+
+ENV = _keys(
+    Key("python", (str,), "Python version", required=True),
+    Key("mindspore", (str,), "MindSpore version", required=True, nullable=True),
+    Key("numpy", (str,), "numpy version", required=True, nullable=True),
+    Key("os", (str,), "operating system and kernel", required=True),
+    Key("cpu_model", (str,), "CPU name", required=True),
+    Key("cores", (int,), "logical CPUs", required=True),
+    Key("ram_gb", _NUMBER, "memory, GiB", required=True),
+    Key("accelerator", (str,), "gpu or none", required=True),
+    Key("gpus", (list,), "GPUs seen through NVML", required=True),
+)
+
+SPEC = _keys(
+    _spec("model", str, "model name (registry)"),
+    _spec("preset", str, "the preset the run started from", required=False, nullable=True),
+    _spec("dataset", str, "converted dataset directory, or the synthetic parameters"),
+    _spec("rows", int, "training rows of the dataset"),
+    _spec("data_vocab", int, "ids in the dataset's vocabulary (after the threshold)",
+          required=False, nullable=True, label="data vocabulary"),
+    _spec("table_size", int, "rows of each embedding table; null: the dataset's vocabulary "
+          "(a cell that did not run)", nullable=True, label="table size", unit="rows"),
+    _spec("emb_dim", int, "embedding width"),
+    _spec("batch_size", int, "global batch size", label="batch"),
+    _spec("embedding", str, "static or hash"),
+    _spec("mode", str, "standalone, data_parallel or hybrid"),
+    _spec("workers", int, "msrun workers (1 standalone)"),
+    _spec("hardware", str, "cpu, gpu or ascend"),
+    _spec("steps", int, "training steps run (or asked for, when the cell did not run)",
+          nullable=True),
+    _spec("seed", int, "training seed"),
+    _spec("epochs", int, "epochs asked for", required=False),
+    _spec("sparse", bool, "sparse lookups with lazy optimizers", required=False,
+          nullable=True),
+    _spec("permit_filter_value", int, "hash: hits before a key gets a row", required=False,
+          nullable=True, label="permit"),
+    _spec("evict_filter_value", int, "hash: idle steps before a row goes (null: never)",
+          required=False, nullable=True, label="evict after"),
+    _spec("capacity", int, "hash: rows available (null: the table size)", required=False,
+          nullable=True, label="hash capacity", unit="rows"),
+    _spec("measurement_id", str, "the id shared by the repeats of one measurement (the "
+          "gate pools them)"),
+    _spec("cell", dict, "the suite cell's definition (axes and config overrides)",
+          required=False),
+    _spec("run_config", dict, "the complete RunConfig trained (RunConfig.to_dict)",
+          required=False),
+)
+
+_T, _M, _Q, _R, _P, _H, _L = ("throughput", "memory", "quality", "roofline", "parallel",
+                              "hash", "machine")
+METRICS = _keys(
+    _metric("samples_per_s", "global batch size / median timed step", unit="samples/s",
+            section=_T, label="samples/s", required=True),
+    _metric("samples_per_cpu_s", "samples per second of process CPU time (all threads)",
+            unit="samples/CPU-s", section=None),
+    _metric("step_ms_p50", "median timed step", unit="ms", section=_T, label="step p50",
+            required=True),
+    _metric("step_ms_p90", "90th percentile of the timed steps", unit="ms", section=_T,
+            label="step p90", required=True),
+    _metric("compile_s", "the first step (graph compilation)", unit="s", section=_T,
+            label="compile", required=True),
+    _metric("input_s", "time spent reading batches", unit="s", section=None),
+    _metric("train_wall_s", "wall time of the training loop", unit="s", section=None),
+    _metric("peak_rss_mb", "peak resident memory of the process tree (all workers)",
+            unit="MiB", section=_M, label="peak RSS", required=True),
+    _metric("peak_anon_mb", "peak RSS less mapped files (what the gate compares)",
+            unit="MiB", section=_M, label="peak anonymous"),
+    _metric("peak_device_mb", "peak GPU memory (NVML); null without a GPU", unit="MiB",
+            section=_M, label="peak device", required=True),
+    _metric("peak_rss_mb_per_worker", "the largest worker's peak RSS", unit="MiB",
+            section=_P, label="peak RSS per worker"),
+    _metric("peak_anon_mb_per_worker", "the largest worker's peak anonymous memory",
+            unit="MiB", section=None),
+    _metric("table_mb_per_worker", "embedding-table bytes held by the largest worker",
+            unit="MiB", section=_P, label="tables per worker"),
+    _metric("launch_s", "msrun job from start to exit", unit="s", section=_P,
+            label="msrun job"),
+    _metric("train_loss_first", "loss of the first step", unit="", section=None),
+    _metric("train_loss_last", "loss of the last step", unit="", section=None),
+    _metric("auc", "ROC AUC over the whole test split", unit="", section=_Q, label="AUC",
+            required=True),
+    _metric("logloss", "binary log loss over the test split", unit="", section=_Q,
+            required=True),
+    _metric("eval_rows", "rows evaluated", unit="rows", section=None, types=int),
+    _metric("bayes_auc", "AUC of the true click probabilities (synthetic data; null "
+            "otherwise)", unit="", section=_Q, label="Bayes AUC", required=True),
+    _metric("flops_per_sample", "forward FLOPs per sample", unit="FLOP", section=_R,
+            label="forward FLOPs per sample"),
+    _metric("sgemm_gflops", "sgemm rate measured just before this cell trained",
+            unit="GFLOP/s", section=_L, label="sgemm"),
+    _metric("roofline_samples_per_s", "the machine's ceiling for this model: sgemm rate / "
+            "(3 x forward FLOPs)", unit="samples/s", section=_R, label="roofline"),
+    _metric("roofline_fraction", "samples_per_s / roofline_samples_per_s", unit="",
+            section=_R, label="roofline fraction"),
+    _metric("other_cpu_fraction", "share of the machine's CPU time used by processes "
+            "outside the cell while it trained", unit="", section=_L,
+            label="other load"),
+    _metric("load_avg_1m", "1-minute load average when the cell started", unit="",
+            section=_L, label="load average"),
+    _metric("hash_live_rows", "hash: rows live at the end", unit="rows", section=_H,
+            label="live rows", types=int),
+    _metric("hash_admitted", "hash: keys admitted", unit="keys", section=_H,
+            label="admitted", types=int),
+    _metric("hash_evicted", "hash: rows evicted", unit="rows", section=_H,
+            label="evicted", types=int),
+    _metric("hash_candidates", "hash: keys seen but never admitted", unit="keys",
+            section=_H, label="not admitted", types=int),
+    _metric("hash_rejected_full", "hash: admissions refused by a full table", unit="keys",
+            section=_H, label="refused, table full", types=int),
+    _metric("hash_default_fraction", "hash: share of lookups answered by the default row",
+            unit="", section=_H, label="default lookups"),
+    _metric("hash_index_mb", "hash: memory of the host key index", unit="MiB",
+            section=_H, label="index"),
+)
 
 
 class RecordError(ValueError):
     """A record does not match the schema; the message names the key."""
 
 
-def _check(block: dict, required: dict, where: str) -> None:
-    for key, types in required.items():
-        if key not in block:
-            raise RecordError(f"{where}: missing key {key!r}")
-        allowed = types if isinstance(types, tuple) else (types,)
-        value = block[key]
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise RecordError(f"{where}.{key}: {value!r} has the wrong type")
+def metric(record: dict, name: str):
+    """Value of the declared metric ``name`` in ``record`` (None when absent)."""
+    if name not in METRICS:
+        raise KeyError(f"{name!r} is not a declared metric (bench/results.py METRICS)")
+    return record["metrics"].get(name)
+
+
+def spec_value(record: dict, name: str):
+    """Value of the declared spec key ``name`` in ``record`` (None when absent)."""
+    if name not in SPEC:
+        raise KeyError(f"{name!r} is not a declared spec key (bench/results.py SPEC)")
+    return record["spec"].get(name)
+
+
+def _check_block(block, keys: dict[str, Key], where: str, required: bool = True) -> None:
+    if not isinstance(block, dict):
+        raise RecordError(f"{where}: expected a mapping, got {type(block).__name__}")
+    unknown = sorted(set(block) - set(keys))
+    if unknown:
+        raise RecordError(f"{where}: undeclared key(s) {', '.join(map(repr, unknown))} "
+                          f"(declared in bench/results.py)")
+    for key in keys.values():
+        if key.name in block:
+            key.check(block[key.name], where)
+        elif required and key.required:
+            raise RecordError(f"{where}: missing key {key.name!r}")
 
 
 def validate(record: dict) -> dict:
     """Check ``record`` against the schema; returns it unchanged or raises RecordError."""
-    _check(record, _TOP, "record")
-    if record["schema"] != SCHEMA:
-        raise RecordError(f"record.schema: {record['schema']!r}, expected {SCHEMA!r}")
+    if not isinstance(record, dict):
+        raise RecordError(f"record: expected a JSON object, got {type(record).__name__}")
+    if record.get("schema") != SCHEMA:
+        raise RecordError(f"record.schema: {record.get('schema')!r}, expected {SCHEMA!r}")
+    _check_block(record, TOP, "record")
     if record["status"] not in STATUSES:
         raise RecordError(f"record.status: {record['status']!r} not in {STATUSES}")
     if record["status"] != "ok" and not record["reason"]:
         raise RecordError(f"record.reason: a {record['status']} record needs a reason")
-    _check(record["git"], _GIT, "record.git")
-    _check(record["env"], _ENV, "record.env")
-    _check(record["spec"], _SPEC, "record.spec")
-    if record["status"] == "ok":
-        _check(record["metrics"], _OK_METRICS, "record.metrics")
+    _check_block(record["git"], GIT, "record.git")
+    _check_block(record["env"], ENV, "record.env")
+    _check_block(record["spec"], SPEC, "record.spec")
+    _check_block(record["metrics"], METRICS, "record.metrics",
+                 required=record["status"] == "ok")
     return record
+
+
+_REPEAT_SUFFIX = re.compile(r"-rep\d+$")
+
+
+def _migrate_v1(record: dict) -> dict:
+    """/1 -> /2: the spec gains ``measurement_id`` (the cell id less its ``-repN``);
+    ``vocab_size`` (equal to ``table_size``) goes; the old flat ``cell_spec`` becomes the
+    ``cell`` of today's suites (axes, ``data`` and the config sections it set)."""
+    spec = {k: v for k, v in record["spec"].items() if k not in ("vocab_size", "cell_spec")}
+    spec["measurement_id"] = _REPEAT_SUFFIX.sub("", record["cell_id"])
+    if "cell_spec" in record["spec"]:
+        spec["cell"] = _cell_from_v1(record["spec"]["cell_spec"])
+    return {**record, "schema": SCHEMA, "spec": spec}
+
+
+def _cell_from_v1(old: dict) -> dict:
+    """A /1 ``cell_spec`` (flat axes) in the nested form of ``CellSpec.to_dict``."""
+    cell = {"model": old["model"], "preset": old["preset"], "hardware": old["hardware"],
+            "repeat": old["repeat"],
+            "data": {"rows": old["rows"], "vocab": old["vocab"],
+                     "threshold": old["threshold"], "seed": old["seed"]},
+            "train": {"batch_size": old["batch_size"], "max_steps": old["steps"],
+                      "warmup_steps": old["warmup_steps"], "seed": old["seed"],
+                      "table_size": old["table_size"], "sparse": old["sparse"]}}
+    if old["embedding"] == "hash":
+        cell["embedding"] = {"kind": "hash", "permit_filter_value": old["permit"],
+                             "evict_filter_value": old["evict"]}
+    if old["mode"] != "standalone":
+        cell["parallel"] = {"mode": old["mode"], "workers": old["workers"]}
+    return cell
+
+
+_MIGRATIONS = {SCHEMA_V1: _migrate_v1}
+
+
+def migrate(record: dict) -> dict:
+    """``record`` in the current schema: as it is, or migrated from an older version."""
+    schema = record.get("schema") if isinstance(record, dict) else None
+    if schema == SCHEMA:
+        return record
+    if schema in _MIGRATIONS:
+        return _MIGRATIONS[schema](record)
+    readable = ", ".join([SCHEMA, *_MIGRATIONS])
+    raise RecordError(f"record.schema: {schema!r} cannot be read by this version of "
+                      f"mindrec-bench (it reads {readable})")
 
 
 def new_record(*, run_id: str, cell_id: str, suite: str | None, spec: dict,
@@ -113,17 +379,23 @@ def append_record(path: str | Path, record: dict) -> None:
 
 
 def read_records(path: str | Path) -> list[dict]:
-    """All records of a JSONL store (or a single-record JSON file), validated."""
+    """All records of a JSONL store (or a single-record JSON file), migrated to the
+    current schema and validated; a bad line fails with ``FILE:LINE: reason``."""
     path = Path(path)
-    text = path.read_text()
-    if path.suffix == ".json":
-        return [validate(json.loads(text))]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such result file")
+    text = path.read_text(errors="replace")
+    lines = [text] if path.suffix == ".json" else text.splitlines()
     records = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        where = str(path) if path.suffix == ".json" else f"{path}:{number}"
         try:
-            records.append(validate(json.loads(line)))
-        except (json.JSONDecodeError, RecordError) as exc:
-            raise RecordError(f"{path}:{number}: {exc}") from exc
+            records.append(validate(migrate(json.loads(line))))
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{where}: not JSON ({exc.msg} at column {exc.colno}); "
+                              f"a truncated or damaged result file") from exc
+        except RecordError as exc:
+            raise RecordError(f"{where}: {exc}") from exc
     return records

@@ -1,9 +1,11 @@
 """Runs a suite: expands it into cells and runs each cell in its own subprocess.
 
 Records go to ``results/runs/<run-id>.jsonl`` (appended atomically, one per cell), the
-machine limits of the run to ``<run-id>.limits.json`` and each cell's log to
-``<run-id>/<cell-id>.log``. ``resume=True`` skips cells that already have a record, so an
-interrupted sweep rerun with the same run id finishes without duplicates.
+machine limits of the run, measured at every start, resume and end, to
+``<run-id>.limits.json``, and each cell's log to ``<run-id>/<cell-id>.log``.
+``resume=True`` skips cells that already have a record, so an interrupted sweep rerun
+with the same run id finishes without duplicates. A cell, and its msrun job, dies with
+the sweep (:mod:`bench.job.lifetime`).
 """
 from __future__ import annotations
 
@@ -18,32 +20,21 @@ from typing import TextIO
 
 import psutil
 
-from bench.job.cell import unmeasured_record
 from bench.datasets import cached_dataset
+from bench.job.cell import unmeasured_record
 from bench.job.hardware import unavailable_reason
-from bench.job.limits import measure_limits
-from bench.results import append_record, new_run_id, read_records, write_atomic
+from bench.job.lifetime import start_tied
+from bench.job.limits import record_limits
+from bench.results import append_record, metric, new_run_id, read_records
 from bench.suite import CellSpec, Suite, select
-from mindrec.config import build_run_config
+from mindrec.models.registry import table_memory_bytes
 
 LOG_TAIL_LINES = 40
-# A parallel cell's own msrun deadline, inside the sweep's: msrun and its workers run in
-# sessions of their own, which the sweep's kill of the cell's process group misses.
+# A parallel cell's own msrun deadline, inside the sweep's: the job is killed a little
+# before the cell, so the cell can still record the failure with the workers' log tails.
 _JOB_TIMEOUT_SHARE = 0.9
-# Parameter + two optimizer slots per table value, float32, plus a margin for the rest.
-_BYTES_PER_TABLE_VALUE = 4 * 3 * 1.25
-
-
-def table_memory_bytes(spec: CellSpec) -> float | None:
-    """Rough memory of the cell's tables and optimizer state, summed over its workers
-    (None: sized by the data). Every data-parallel worker holds whole tables; hybrid
-    workers hold a share each."""
-    if spec.table_size is None:
-        return None
-    dim = build_run_config(spec.model, spec.preset).model_config.emb_dim
-    wide = 1 if spec.model == "wide_deep" else 0
-    copies = spec.workers if spec.mode == "data_parallel" else 1
-    return copies * spec.table_size * (dim + wide) * _BYTES_PER_TABLE_VALUE
+# Room for what the tables' estimate leaves out (the rest of the model, the runtime).
+_TABLE_MEMORY_MARGIN = 1.25
 
 
 def skip_reason(spec: CellSpec) -> str | None:
@@ -51,9 +42,12 @@ def skip_reason(spec: CellSpec) -> str | None:
     reason = unavailable_reason(spec.hardware)
     if reason:
         return reason
-    need = table_memory_bytes(spec)
+    table_size = spec.base_run.train.table_size
+    if table_size is None:  # sized by the data, which fits by construction
+        return None
+    need = table_memory_bytes(spec.base_run, table_size) * _TABLE_MEMORY_MARGIN
     total = psutil.virtual_memory().total
-    if need is not None and need > 0.8 * total:
+    if need > 0.8 * total:
         return (f"tables and optimizer state need about {need / 2**30:.1f} GiB; this machine "
                 f"has {total / 2**30:.1f} GiB")
     return None
@@ -70,12 +64,11 @@ def run_sweep(suite: Suite, results_dir: Path = Path("results"), run_id: str | N
         raise FileExistsError(f"{store} exists: pass --resume to finish that run, or "
                               f"choose another --run-id")
     done = {r["cell_id"] for r in read_records(store)} if store.exists() else set()
-    limits_path = runs / f"{run_id}.limits.json"
-    if not limits_path.exists():
-        write_atomic(limits_path, json.dumps(measure_limits(), indent=2) + "\n")
     cells = select(suite.cells, only)
     if not cells:
         raise ValueError(f"--only {only!r} matches no cell of suite {suite.name}")
+    limits_path = runs / f"{run_id}.limits.json"
+    record_limits(limits_path, "resume" if limits_path.exists() else "start")
     print(f"sweep {suite.name}: {len(cells)} cells, run {run_id}, records in {store}",
           file=progress, flush=True)
     for number, spec in enumerate(cells, 1):
@@ -87,18 +80,20 @@ def run_sweep(suite: Suite, results_dir: Path = Path("results"), run_id: str | N
         if reason:
             record = unmeasured_record(spec, run_id, suite.name, reason)
         else:
-            data = cached_dataset(Path(results_dir) / "cache", spec.rows, spec.vocab,
-                                  spec.seed, spec.threshold, progress=progress)
+            data = cached_dataset(Path(results_dir) / "cache", spec.data.rows, spec.data.vocab,
+                                  spec.data.seed, spec.data.threshold, progress=progress)
             record = run_cell_process(spec, data, run_id, suite, limits_path,
                                       runs / run_id / f"{spec.cell_id}.log")
         append_record(store, record)
         print(f"{label}: {describe(record)}", file=progress, flush=True)
+    record_limits(limits_path, "end")
     return store
 
 
 def run_cell_process(spec: CellSpec, data: Path, run_id: str, suite: Suite,
                      limits_path: Path, log_path: Path) -> dict:
-    """Run one cell via ``python -m bench.job.cell``; a crash or time-out gives ``failed``."""
+    """Run one cell via ``python -m bench.job.cell``; a crash or time-out gives ``failed``.
+    The cell, and with it its msrun job, dies with this process (thread)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.with_suffix(".json")
     out.unlink(missing_ok=True)
@@ -109,9 +104,9 @@ def run_cell_process(spec: CellSpec, data: Path, run_id: str, suite: Suite,
                "--timeout", str(_JOB_TIMEOUT_SHARE * suite.timeout_s)]
     started = time.monotonic()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env={**os.environ,
-                                                                "PYTHONUNBUFFERED": "1"})
+        process = start_tied(command, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             code = process.wait(timeout=suite.timeout_s)
         except subprocess.TimeoutExpired:
@@ -137,6 +132,5 @@ def describe(record: dict) -> str:
     """One line about a record for progress output."""
     if record["status"] != "ok":
         return f"{record['status']}: {record['reason'].splitlines()[0]}"
-    m = record["metrics"]
-    return (f"ok: {m['samples_per_s']:,.0f} samples/s, AUC {m['auc']:.4f}, peak RSS "
-            f"{m['peak_rss_mb']:,.0f} MB")
+    return (f"ok: {metric(record, 'samples_per_s'):,.0f} samples/s, AUC "
+            f"{metric(record, 'auc'):.4f}, peak RSS {metric(record, 'peak_rss_mb'):,.0f} MiB")

@@ -19,6 +19,7 @@ import enum
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,13 @@ class WideDeepConfig:
     ftrl_initial_accum: float = 1.0
     init_std: float = 0.01
 
+    def __post_init__(self):
+        _check_widths("model_config", self.emb_dim, self.deep_layers)
+        _check_positive("model_config", deep_lr=self.deep_lr, adam_eps=self.adam_eps,
+                        wide_lr=self.wide_lr, ftrl_initial_accum=self.ftrl_initial_accum)
+        _check_not_negative("model_config", deep_l2=self.deep_l2, ftrl_l1=self.ftrl_l1,
+                            ftrl_l2=self.ftrl_l2, init_std=self.init_std)
+
 
 @dataclass(frozen=True)
 class DCNConfig:
@@ -65,6 +73,32 @@ class DCNConfig:
     adam_eps: float = 1e-8
     # None means the original N(0, emb_dim ** -0.5).
     init_std: float | None = None
+
+    def __post_init__(self):
+        _check_widths("model_config", self.emb_dim, self.deep_layers)
+        _check_positive("model_config", lr=self.lr, adam_eps=self.adam_eps)
+        _check_not_negative("model_config", cross_layers=self.cross_layers,
+                            init_std=0.0 if self.init_std is None else self.init_std)
+
+
+def _check_widths(where: str, emb_dim: int, layers: tuple[int, ...]) -> None:
+    if emb_dim < 1:
+        raise ConfigError(f"{where}.emb_dim must be at least 1, got {emb_dim}")
+    if not layers or min(layers) < 1:
+        raise ConfigError(f"{where}.deep_layers must be one or more widths of at least 1, "
+                          f"got {list(layers)}")
+
+
+def _check_positive(where: str, **values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{where}.{name} must be positive, got {value}")
+
+
+def _check_not_negative(where: str, **values: float) -> None:
+    for name, value in values.items():
+        if not value >= 0:
+            raise ConfigError(f"{where}.{name} must not be negative, got {value}")
 
 
 @dataclass(frozen=True)
@@ -115,6 +149,12 @@ class EmbeddingConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"embedding.{name} must be at least 1 (or null), got {value}")
+        if self.kind is EmbeddingKind.STATIC:
+            for name, unset in (("permit_filter_value", 1), ("evict_filter_value", None),
+                                ("capacity", None)):
+                if getattr(self, name) != unset:
+                    raise ConfigError(f"embedding.{name} applies to kind hash only; this "
+                                      f"run has static tables")
 
 
 class ParallelMode(str, enum.Enum):
@@ -141,6 +181,10 @@ class ParallelConfig:
 
 
 MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig}
+# The sections of a run that files, suite cells and the command line override, by the
+# names of RunConfig's fields.
+SECTIONS = ("model_config", "train", "embedding", "parallel")
+DEFAULT_PRESET = "cpu-small"
 
 PRESETS: dict[str, dict[str, dict[str, dict]]] = {
     "mindrec": {
@@ -264,22 +308,87 @@ def run_config_from_dict(values: dict) -> RunConfig:
         parallel=from_dict(ParallelConfig, values["parallel"], "parallel"))
 
 
-def build_run_config(model: str, preset: str = "mindrec", model_overrides: dict | None = None,
+def build_run_config(model: str, preset: str = DEFAULT_PRESET,
+                     model_overrides: dict | None = None,
                      train_overrides: dict | None = None,
                      embedding: dict | None = None,
                      parallel: dict | None = None) -> RunConfig:
     """Resolve ``preset`` for ``model`` and apply overrides (later wins)."""
+    return run_config_from_sections(model, preset, {
+        "model_config": model_overrides or {}, "train": train_overrides or {},
+        "embedding": embedding or {}, "parallel": parallel or {}})
+
+
+def run_config_from_sections(model: str, preset: str, sections: dict,
+                             where: str = "config") -> RunConfig:
+    """``preset`` for ``model`` with ``sections`` applied over it.
+
+    ``sections`` maps some of :data:`SECTIONS` to overrides of that section's fields by
+    their names, e.g. ``{"train": {"batch_size": 500}, "embedding": {"kind": "hash"}}``.
+    Unknown sections and fields are errors prefixed with ``where``.
+
+    Example::
+
+        >>> run = run_config_from_sections("dcn", "cpu-small",
+        ...                                {"model_config": {"cross_layers": 2}})
+        >>> run.model_config.cross_layers, run.model_config.emb_dim, run.train.batch_size
+        (2, 16, 1000)
+    """
     if model not in MODEL_CONFIGS:
-        raise ConfigError(f"unknown model {model!r}; choose from {', '.join(MODEL_CONFIGS)}")
+        raise ConfigError(f"{where}: unknown model {model!r}; choose from "
+                          f"{', '.join(MODEL_CONFIGS)}")
     if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        raise ConfigError(f"{where}: unknown preset {preset!r}; choose from "
+                          f"{', '.join(PRESETS)}")
+    if not isinstance(sections, dict):
+        raise ConfigError(f"{where}: expected a mapping of {', '.join(SECTIONS)}")
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; valid "
+                          f"sections: {', '.join(SECTIONS)}")
+    for name, values in sections.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}.{name}: expected a mapping of field: value, "
+                              f"got {values!r}")
     base = PRESETS[preset][model]
-    model_values = {**base["model"], **(model_overrides or {})}
-    train_values = {**base["train"], **(train_overrides or {})}
     return RunConfig(
         model=model,
-        model_config=from_dict(MODEL_CONFIGS[model], model_values, f"{preset}.{model}.model"),
-        train=from_dict(TrainConfig, train_values, f"{preset}.{model}.train"),
-        embedding=from_dict(EmbeddingConfig, embedding or {}, "embedding"),
-        parallel=from_dict(ParallelConfig, parallel or {}, "parallel"),
+        model_config=from_dict(MODEL_CONFIGS[model],
+                               {**base["model"], **sections.get("model_config", {})},
+                               f"{where}.model_config"),
+        train=from_dict(TrainConfig, {**base["train"], **sections.get("train", {})},
+                        f"{where}.train"),
+        embedding=from_dict(EmbeddingConfig, sections.get("embedding", {}),
+                            f"{where}.embedding"),
+        parallel=from_dict(ParallelConfig, sections.get("parallel", {}), f"{where}.parallel"),
     )
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a run file (YAML): optional ``model`` and ``preset``, and override sections
+    (:data:`SECTIONS`). Unknown keys and bad YAML are errors naming the file.
+
+    Example of a file::
+
+        model: dcn
+        preset: cpu-small
+        train: {batch_size: 500, max_steps: 200}
+        embedding: {kind: hash, permit_filter_value: 2}
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    allowed = ("model", "preset", *SECTIONS)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of {', '.join(allowed)}")
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; valid "
+                          f"keys: {', '.join(allowed)}")
+    return values

@@ -9,11 +9,11 @@ from typing import TextIO
 
 from bench.job.hardware import select_device
 from bench.job.limits import sgemm_gflops
-from bench.job.measure import PeakMemorySampler, nvml_used_mb_probe
+from bench.job.measure import OtherLoad, PeakMemorySampler, nvml_used_mb_probe
 from bench.job.parallel import run_parallel
 from bench.results import new_record, new_run_id, now_iso
 from mindrec.config import ParallelMode, RunConfig
-from mindrec.data.dataset import load_meta
+from mindrec.data.dataset import open_dataset
 from mindrec.embedding.tables import table_bytes
 from mindrec.models.registry import flops_per_sample, use_sparse
 from mindrec.train import checkpoint
@@ -22,21 +22,25 @@ from mindrec.train.trainer import build, evaluate, fit, table_rows
 
 def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "cpu",
                       run_id: str | None = None, cell_id: str | None = None,
+                      measurement_id: str | None = None, preset: str | None = None,
                       suite: str | None = None, limits: dict | None = None,
                       checkpoint_path: str | Path | None = None,
                       progress: TextIO | None = sys.stderr, job_dir: str | Path | None = None,
                       timeout_s: float = 3600.0) -> dict:
     """Train ``run`` on ``data_dir``, evaluate on its test split, return a result record.
 
-    ``limits`` (from :func:`bench.job.limits.measure_limits`) adds the roofline fraction. A
+    ``limits`` (the run's measurement in force, :func:`bench.job.limits.read_limits`) adds
+    the roofline fraction. A
     parallel run is an msrun job whose files go to ``job_dir`` (a temporary directory
-    when None) and which is killed after ``timeout_s``.
+    when None) and which is killed after ``timeout_s``. ``cell_id`` defaults to the model
+    and dataset names, ``measurement_id`` (what repeats share) to ``cell_id``; ``preset``
+    is recorded as given.
 
     Raises :class:`bench.job.hardware.Unavailable` when ``hardware`` cannot be selected, and
-    :class:`mindrec.train.distributed.DistributedJobError` when a parallel job fails.
+    :class:`bench.job.launcher.DistributedJobError` when a parallel job fails.
     """
     data_dir = Path(data_dir)
-    meta = load_meta(data_dir)
+    meta = open_dataset(data_dir)
     parallel = run.parallel.mode is not ParallelMode.STANDALONE
     if parallel and checkpoint_path is not None:
         raise ValueError("--checkpoint is for standalone runs (each worker of a parallel "
@@ -46,11 +50,13 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
     # The same kernel as the run's limits, measured here just before training: the gate
     # normalises throughput by the machine's state at this moment, not at run start.
     cell_sgemm = sgemm_gflops(repeats=10)
-    if parallel:
-        result, quality, memory = _train_parallel(run, data_dir, device, job_dir, timeout_s)
-    else:
-        result, quality, memory = _train_standalone(run, data_dir, device, hardware,
-                                                    checkpoint_path, progress)
+    with OtherLoad() as load:
+        if parallel:
+            result, quality, memory = _train_parallel(run, data_dir, device, job_dir,
+                                                      timeout_s)
+        else:
+            result, quality, memory = _train_standalone(run, data_dir, device, hardware,
+                                                        checkpoint_path, progress)
     rows = table_rows(run, data_dir)
     flops = flops_per_sample(run)
     metrics = {
@@ -70,6 +76,8 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
         "bayes_auc": meta.get("bayes_auc"),
         "flops_per_sample": flops,
         "sgemm_gflops": cell_sgemm,
+        "other_cpu_fraction": load.other_cpu_fraction,
+        "load_avg_1m": load.load_avg_1m,
     }
     if result.table_stats is not None:
         metrics.update(hash_metrics(result.table_stats))
@@ -77,20 +85,33 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
         ceiling = limits["sgemm_gflops"] * 1e9 / (3.0 * flops)
         metrics["roofline_samples_per_s"] = ceiling
         metrics["roofline_fraction"] = result.samples_per_s / ceiling
-    spec = {
-        "model": run.model, "dataset": str(data_dir), "rows": int(meta["rows"]["train"]),
-        "vocab_size": rows, "table_size": rows, "data_vocab": int(meta["vocab_size"]),
+    cell_id = cell_id or f"{run.model}-{data_dir.name}"
+    spec = spec_block(run, dataset=str(data_dir), rows=int(meta["rows"]["train"]),
+                      data_vocab=int(meta["vocab_size"]), table_size=rows, hardware=hardware,
+                      steps=result.steps, preset=preset,
+                      measurement_id=measurement_id or cell_id)
+    spec["sparse"] = use_sparse(run, rows)
+    return new_record(run_id=run_id or new_run_id(), cell_id=cell_id, suite=suite,
+                      spec=spec, metrics=metrics, started_at=started_at)
+
+
+def spec_block(run: RunConfig, *, dataset: str, rows: int, data_vocab: int | None,
+               table_size: int | None, hardware: str, steps: int | None,
+               preset: str | None, measurement_id: str) -> dict:
+    """The record's ``spec`` block of ``run`` (bench/results.py SPEC), with the facts of
+    the dataset and the run that the config alone does not hold."""
+    return {
+        "model": run.model, "preset": preset, "dataset": dataset, "rows": rows,
+        "data_vocab": data_vocab, "table_size": table_size,
         "emb_dim": run.model_config.emb_dim, "batch_size": run.train.batch_size,
         "embedding": run.embedding.kind.value, "mode": run.parallel.mode.value,
-        "workers": run.parallel.workers, "hardware": hardware,
-        "steps": result.steps, "seed": run.train.seed, "epochs": run.train.epochs,
-        "sparse": use_sparse(run, rows),
+        "workers": run.parallel.workers, "hardware": hardware, "steps": steps,
+        "seed": run.train.seed, "epochs": run.train.epochs,
         "permit_filter_value": run.embedding.permit_filter_value,
         "evict_filter_value": run.embedding.evict_filter_value,
+        "capacity": run.embedding.capacity, "measurement_id": measurement_id,
+        "run_config": run.to_dict(),
     }
-    return new_record(run_id=run_id or new_run_id(),
-                      cell_id=cell_id or f"{run.model}-{data_dir.name}", suite=suite,
-                      spec=spec, metrics=metrics, started_at=started_at)
 
 
 def _train_standalone(run: RunConfig, data_dir: Path, device: str, hardware: str,

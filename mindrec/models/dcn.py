@@ -49,6 +49,11 @@ class DCN(nn.Cell):
         return (x0 + CrossNet.flops(x0, config.cross_layers)
                 + mlp_flops(x0, config.deep_layers) + 2 * (x0 + config.deep_layers[-1]))
 
+    @staticmethod
+    def table_values_per_id(config: DCNConfig) -> int:
+        """Table values per id: one ``emb_dim``-wide row."""
+        return config.emb_dim
+
     def optimizers(self) -> list[nn.Optimizer]:
         """One Adam over all parameters (LazyAdam when the table is sparse)."""
         adam = nn.LazyAdam if self.embedding.table.sparse else nn.Adam

@@ -50,3 +50,17 @@ def build_model(run: RunConfig, vocab_size: int, rank: int = 0):
 def flops_per_sample(run: RunConfig) -> int:
     """Forward FLOPs per sample of ``run.model`` (the roofline's numerator)."""
     return _classes()[run.model].flops_per_sample(run.model_config)
+
+
+# Every optimizer here keeps two float32 slots per table value (Adam m and v, FTRL
+# accum and linear) beside the value itself.
+_TABLE_BYTES_PER_VALUE = 4 * 3
+
+
+def table_memory_bytes(run: RunConfig, rows: int) -> int:
+    """Bytes of ``run``'s embedding tables of ``rows`` ids with their optimizer state,
+    summed over the workers: every data-parallel worker holds whole tables, hybrid
+    workers a share each."""
+    per_id = _classes()[run.model].table_values_per_id(run.model_config)
+    copies = run.parallel.workers if run.parallel.mode is ParallelMode.DATA_PARALLEL else 1
+    return copies * rows * per_id * _TABLE_BYTES_PER_VALUE

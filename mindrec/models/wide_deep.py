@@ -62,6 +62,11 @@ class WideDeep(nn.Cell):
         x0 = num_fields * config.emb_dim
         return x0 + 2 * num_fields + mlp_flops(x0, (*config.deep_layers, 1))
 
+    @staticmethod
+    def table_values_per_id(config: WideDeepConfig) -> int:
+        """Table values per id: a deep row of ``emb_dim`` plus one wide weight."""
+        return config.emb_dim + 1
+
     def optimizers(self) -> list[nn.Optimizer]:
         """FTRL on the wide part, (Lazy)Adam on the deep part, as in the original."""
         cfg = self.config

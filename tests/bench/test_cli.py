@@ -1,10 +1,12 @@
 """End to end through the command line: synth -> convert -> train -> record."""
 import json
+import re
 
 import pytest
 
 from bench.cli import main
 from bench.results import read_records
+from mindrec.config import ConfigError
 
 
 def test_train_writes_a_valid_record(tiny_data, tmp_path, capsys):
@@ -16,6 +18,7 @@ def test_train_writes_a_valid_record(tiny_data, tmp_path, capsys):
     (record,) = read_records(out)
     assert record["status"] == "ok"
     assert record["spec"]["steps"] == 12 and record["spec"]["batch_size"] == 500
+    assert record["spec"]["preset"] == "cpu-small" and record["spec"]["run_config"]["model"]
     m = record["metrics"]
     assert 0.5 < m["auc"] <= 1.0 and m["samples_per_s"] > 0 and m["peak_rss_mb"] > 100
     assert m["bayes_auc"] == json.loads((tiny_data / "meta.json").read_text())["bayes_auc"]
@@ -36,6 +39,42 @@ def test_data_commands(tmp_path, capsys):
 def test_bad_config_is_a_clear_error(tiny_data, capsys):
     assert main(["train", "--model", "dcn", "--data", str(tiny_data / "nope")]) == 2
     assert "meta.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode", "data_parallel", "--workers", "0"], "workers must be at least 1, got 0"),
+    (["--workers", "2"], "mode standalone with 2 workers"),
+    (["--permit", "3"], "permit_filter_value applies to kind hash only"),
+    (["--capacity", "100"], "capacity applies to kind hash only"),
+    (["--timeout", "60"], "--timeout applies to the parallel modes only"),
+    (["--job-dir", "j"], "--job-dir applies to the parallel modes only"),
+    (["--epochs", "0"], "train.epochs must be at least 1, got 0"),
+    (["--set", "model_config.emb_dim=0"], "emb_dim must be at least 1, got 0"),
+    (["--set", "model_config.lr=-0.1"], "lr must be positive"),
+    (["--set", "train.nope=1"], "unknown key.*nope"),
+    (["--set", "emb_dim=4"], "SECTION.FIELD=VALUE"),
+])
+def test_options_that_do_not_apply_are_errors(tiny_data, capsys, args, message):
+    """Zero is never "unset" and no option is silently ignored (nothing trains)."""
+    assert main(["train", "--model", "dcn", "--data", str(tiny_data), *args]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_precedence_command_line_over_file_over_preset(tmp_path):
+    from bench.cli import build_parser, train_run_config
+    config = tmp_path / "run.yaml"
+    config.write_text("model: dcn\npreset: mindrec\ntrain: {batch_size: 500, seed: 7}\n"
+                      "model_config: {cross_layers: 2}\n")
+    args = build_parser().parse_args(["train", "--data", "d", "--config", str(config),
+                                      "--seed", "3", "--set", "train.warmup_steps=4"])
+    run, preset = train_run_config(args)
+    assert (run.model, preset) == ("dcn", "mindrec")
+    assert run.train.seed == 3 and run.train.batch_size == 500  # flag, then file
+    assert run.train.warmup_steps == 4 and run.model_config.cross_layers == 2
+    assert run.model_config.emb_dim == 30 and run.train.epochs == 10  # the preset
+    config.write_text("model: dcn\ntrian: {}\n")
+    with pytest.raises(ConfigError, match="run.yaml: unknown key.*trian"):
+        train_run_config(args)
 
 
 def acceptance_data(tmp_path_factory):

@@ -8,18 +8,19 @@ from bench.gate import FAIL, NEW, PASS, Thresholds, compare, make_baseline, summ
 from bench.results import append_record, write_atomic
 from bench.suite import CellSpec
 
-from test_results import record as make_record
 
-
-def cell_record(model="dcn", repeat=0, sps=1000.0, auc=0.78, rss=800.0, bayes=0.80,
-                sgemm=None):
-    spec = CellSpec(model=model, repeat=repeat)
-    r = make_record(cell_id=spec.cell_id)
-    r["spec"]["cell_spec"] = spec.to_dict()
-    r["metrics"].update(samples_per_s=sps, auc=auc, peak_rss_mb=rss, bayes_auc=bayes)
-    if sgemm is not None:
-        r["metrics"]["sgemm_gflops"] = sgemm
-    return r
+@pytest.fixture
+def cell_record(record_factory):
+    """A record of a suite cell (repeats share its measurement id)."""
+    def make(model="dcn", repeat=0, sps=1000.0, auc=0.78, rss=800.0, bayes=0.80,
+             sgemm=None):
+        cell = CellSpec(model=model, repeat=repeat)
+        metrics = {"samples_per_s": sps, "auc": auc, "peak_rss_mb": rss, "bayes_auc": bayes}
+        if sgemm is not None:
+            metrics["sgemm_gflops"] = sgemm
+        return record_factory(cell_id=cell.cell_id, metrics=metrics,
+                              spec={"model": model, "measurement_id": cell.measurement_id})
+    return make
 
 
 def write_run(runs, run_id, records, sgemm=200.0):
@@ -29,7 +30,7 @@ def write_run(runs, run_id, records, sgemm=200.0):
                  json.dumps({"sgemm_gflops": sgemm, "mem_bw_gbs": 20.0, "measured_at": "x"}))
 
 
-def test_repeats_pool_into_the_best_throughput():
+def test_repeats_pool_into_the_best_throughput(cell_record):
     summary = summarize([cell_record(repeat=0, sps=900), cell_record(repeat=1, sps=1000),
                          cell_record(repeat=2, sps=5000)], sgemm_gflops=100)
     (cell,) = summary.values()
@@ -43,7 +44,7 @@ def verdicts(base_records, now_records, base_sgemm=200.0, now_sgemm=200.0, **thr
     return {c.metric: c.verdict for c in checks if c.verdict != NEW}, checks
 
 
-def test_unchanged_run_passes_and_a_30_percent_slowdown_fails():
+def test_unchanged_run_passes_and_a_30_percent_slowdown_fails(cell_record):
     base = [cell_record(repeat=i) for i in range(3)]
     ok, _ = verdicts(base, [cell_record(repeat=i, sps=900) for i in range(3)])
     assert set(ok.values()) == {PASS}
@@ -51,7 +52,7 @@ def test_unchanged_run_passes_and_a_30_percent_slowdown_fails():
     assert slow["samples/s"] == FAIL
 
 
-def test_throughput_is_normalised_by_the_machine_limit():
+def test_throughput_is_normalised_by_the_machine_limit(cell_record):
     """A machine 30% slower in sgemm too is not a regression of the code."""
     base = [cell_record(sps=1000)]
     ok, _ = verdicts(base, [cell_record(sps=700)], base_sgemm=200, now_sgemm=140)
@@ -63,13 +64,13 @@ def test_throughput_is_normalised_by_the_machine_limit():
     assert slow["samples/s"] == FAIL
 
 
-def test_a_noisy_kernel_alone_does_not_fail():
+def test_a_noisy_kernel_alone_does_not_fail(cell_record):
     """Same throughput, but the kernel read 2x faster this time: raw says no regression."""
     ok, _ = verdicts([cell_record(sps=1000, sgemm=120)], [cell_record(sps=980, sgemm=240)])
     assert ok["samples/s"] == PASS
 
 
-def test_quality_and_memory_checks():
+def test_quality_and_memory_checks(cell_record):
     base = [cell_record(auc=0.78, rss=800)]
     worse, _ = verdicts(base, [cell_record(auc=0.77, rss=1000, bayes=0.83)])
     assert worse["auc vs baseline"] == FAIL
@@ -77,12 +78,12 @@ def test_quality_and_memory_checks():
     assert worse["auc vs Bayes optimum"] == FAIL  # 0.83 - 0.77 > 0.05
 
 
-def test_missing_and_new_cells():
+def test_missing_and_new_cells(cell_record):
     _, checks = verdicts([cell_record(model="dcn")], [cell_record(model="wide_deep")])
     assert [(c.metric, c.verdict) for c in checks] == [("present", FAIL), ("present", NEW)]
 
 
-def test_cli_exit_codes(tmp_path, capsys):
+def test_cli_exit_codes(cell_record, tmp_path, capsys):
     runs = tmp_path / "runs"
     write_run(runs, "base", [cell_record(repeat=i) for i in range(3)])
     write_run(runs, "same", [cell_record(repeat=i, sps=980) for i in range(3)])
@@ -104,9 +105,33 @@ def test_cli_exit_codes(tmp_path, capsys):
                  "--results", str(tmp_path)]) == 2
 
 
-def test_baseline_needs_ok_cells(tmp_path):
+def test_baseline_needs_ok_cells(tmp_path, record_factory):
     runs = tmp_path / "runs"
-    bad = make_record(status="failed", reason="boom", metrics={})
+    bad = record_factory(status="failed", reason="boom")
     write_run(runs, "r", [bad])
     with pytest.raises(ValueError, match="no ok cells"):
         make_baseline(runs, "r")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"schema": "mindrec-bench/baseline/1", "cells": {"c": {"auc"', "not JSON.*truncated"),
+    ('{"schema": "other/1", "cells": {}}', "schema 'other/1'"),
+    ('{"schema": "mindrec-bench/baseline/1", "cells": {"c": {"auc": 0.7}}}',
+     "cell c lacks .*samples_per_s"),
+])
+def test_a_damaged_baseline_is_named(tmp_path, text, message):
+    from bench.gate import load_baseline
+    path = tmp_path / "gate-cpu.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"gate-cpu.json: {message}"):
+        load_baseline(path)
+
+
+def test_the_committed_baseline_loads():
+    from pathlib import Path
+
+    from bench.gate import load_baseline
+    from bench.suite import load_suite
+    baseline = load_baseline(Path(__file__).parents[2] / "results/baseline/gate-cpu.json")
+    gate_ids = {cell.measurement_id for cell in load_suite("gate").cells}
+    assert set(baseline["cells"]) == gate_ids  # the gate suite's ids did not change

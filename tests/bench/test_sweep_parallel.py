@@ -1,41 +1,33 @@
-"""Parallel cells in a sweep: a worker killed mid-run fails its cell within seconds with
-a clear message, and the sweep goes on to the next cell."""
+"""Parallel cells in a sweep: a worker killed mid-run fails its cell by name (not by the
+cell's timeout), and the sweep goes on to the next cell."""
 import threading
 import time
 
 import psutil
+import pytest
 
 from bench.results import read_records
 from bench.suite import load_suite
 from bench.sweep import run_sweep
 
+pytestmark = pytest.mark.integration
+
 SUITE = """
 timeout_s: 300
-fixed: {rows: 6000, vocab: 2000, batch_size: 200, steps: 100000, warmup_steps: 2}
+fixed: {data: {rows: 6000, vocab: 2000},
+        train: {batch_size: 200, max_steps: 100000, warmup_steps: 2}}
 cells:
-  - {model: wide_deep, mode: hybrid, workers: 2}
-  - {model: wide_deep, steps: 8}
+  - {model: wide_deep, parallel: {mode: hybrid, workers: 2}}
+  - {model: wide_deep, train.max_steps: 8}
 """
 
 
-class Timestamped:
-    """A progress stream that remembers when each line was written."""
-
-    def __init__(self):
-        self.lines: list[tuple[float, str]] = []
-
-    def write(self, text):
-        self.lines += [(time.monotonic(), line) for line in text.splitlines() if line]
-
-    def flush(self):
-        pass
-
-
 def rank_process(rank: int) -> psutil.Process | None:
-    """The msrun worker process of ``rank`` running bench/job/worker.py, if any."""
-    for proc in psutil.process_iter(["cmdline"]):
+    """The msrun worker of ``rank`` running bench/job/worker.py under this test (other
+    jobs on the machine may run workers of their own), if any."""
+    for proc in psutil.Process().children(recursive=True):
         try:
-            if "bench/job/worker.py" in " ".join(proc.info["cmdline"] or ()):
+            if "bench/job/worker.py" in " ".join(proc.cmdline()):
                 env = proc.environ()
                 if env.get("MS_ROLE") == "MS_WORKER" and env.get("RANK_ID") == str(rank):
                     return proc
@@ -70,15 +62,15 @@ def test_killed_worker_fails_the_cell_fast_and_the_sweep_goes_on(tmp_path):
     killed: list[float] = []
     killer = threading.Thread(target=kill_rank_when_training, args=(1, rank0_log, killed))
     killer.start()
-    progress = Timestamped()
-    store = run_sweep(suite, results, run_id="kill", progress=progress)
+    store = run_sweep(suite, results, run_id="kill")
     killer.join()
 
     assert killed, "the worker was never seen training"
     parallel, standalone = read_records(store)
     assert parallel["status"] == "failed"
-    assert "rank 1" in parallel["reason"] and "log tail" in parallel["reason"]
-    reported = next(t for t, line in progress.lines if line.startswith("[1/2]"))
-    assert reported - killed[0] < 20  # seconds, not the 300 s cell timeout
+    # The job failed on the worker's death, not on the cell's or msrun's deadline.
+    assert "rank 1" in parallel["reason"] and "SIGKILL" in parallel["reason"]
+    assert "log tail" in parallel["reason"]
+    assert "timed out" not in parallel["reason"] and "ran past" not in parallel["reason"]
     assert standalone["status"] == "ok"  # the sweep went on
     assert rank_process(0) is None and rank_process(1) is None  # nothing left behind
