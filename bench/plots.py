@@ -1,86 +1,169 @@
-"""Report plots as PNG bytes: a metric against table size (one line per configuration)
-and grouped bars of a metric by category (e.g. parallel mode).
+"""Report figures: matplotlib Figures built from report data, rendered to PNG apart.
 
-Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend state), so
-it runs headless and does not disturb a caller that uses another backend.
+Each builder returns a :class:`~matplotlib.figure.Figure` (object API on the Agg canvas:
+headless, no pyplot state), so what is drawn can be inspected; :func:`figure_png`
+renders one. Every figure follows the same rules:
+
+- one colour per series across the whole report (:func:`series_colours`, passed in);
+- the legend outside the axes, so it never covers data;
+- value axes from 0 (AUC bars from 0.5, the AUC of a random guess);
+- medians where several cells share a point; every bar drawn is a measured one, centred
+  on its own label.
+
+Input frames have a ``series`` column (the legend entry), the value columns, and for
+bars a ``tick`` column (the bar's label).
 """
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+# Lines join neighbouring table sizes less than this factor apart; points further apart
+# are markers only (nothing was measured between them).
+MAX_JOIN_RATIO = 10.0
+AUC_FLOOR = 0.5  # AUC of a random guess: where AUC bars start
+UPRIGHT_TICKS = 5  # bar charts with more bars slant their labels
 
-def line_plot_png(frame: pd.DataFrame, y: str, by: list[str], *, title: str, ylabel: str,
-                  x: str = "table_size", xlabel: str = "table size (rows)") -> bytes | None:
-    """``y`` against ``x`` (log x), one line per distinct ``by`` combination.
 
-    Several cells at the same x in one line (e.g. repeated or differing only in a column
-    not in ``by``) are reduced to their median. Returns None when no row has both values.
+def series_colours(names: Iterable[str]) -> dict[str, tuple]:
+    """One colour per distinct name, in order of first appearance (tab10, then tab20)."""
+    names = list(dict.fromkeys(names))
+    palette = colormaps["tab10" if len(names) <= 10 else "tab20"].colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
 
-    Args:
-        frame: one row per cell with columns ``x``, ``y`` and ``by``.
-        y: the metric column.
-        by: the columns whose combination names a line (label ``a / b / c``).
+
+def joined_runs(xs: Sequence[float], ratio: float = MAX_JOIN_RATIO) -> list[list[int]]:
+    """Indices of ascending ``xs`` in runs whose neighbours are less than ``ratio`` apart."""
+    runs: list[list[int]] = []
+    for i, x in enumerate(xs):
+        if runs and x < xs[runs[-1][-1]] * ratio:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def line_figure(data: pd.DataFrame, y: str, *, colours: dict, title: str, ylabel: str,
+                lower: str | None = None, x: str = "table_size",
+                xlabel: str = "table size (rows, log scale)") -> Figure:
+    """``y`` against ``x`` (log x), one series per ``series`` value.
+
+    Markers at every point; lines only between neighbours less than
+    :data:`MAX_JOIN_RATIO` apart; an error bar down to the ``lower`` column when given;
+    a value label on a series of one point.
     """
-    data = frame.dropna(subset=[x, y])
-    if data.empty:
-        return None
-    points = data.groupby(by + [x], dropna=False)[y].median().reset_index()
-    fig, ax = _axes()
-    for key, line in points.groupby(by, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    points = _medians(data, ["series", x], [y] + ([lower] if lower else []))
+    fig, ax = _axes(title, xlabel, ylabel)
+    for name, line in points.groupby("series", sort=True):
         line = line.sort_values(x)
-        ax.plot(line[x], line[y], marker="o", label=" / ".join(map(_label, key)))
+        xs, ys, colour = line[x].to_numpy(), line[y].to_numpy(), colours[name]
+        below = _down_to(ys, line[lower].to_numpy()) if lower else None
+        ax.errorbar(xs, ys, yerr=below, fmt="o", color=colour, capsize=3, label=name)
+        for run in joined_runs(xs):
+            if len(run) > 1:
+                ax.plot(xs[run], ys[run], color=colour)
+        if len(line) == 1:
+            _value_label(ax, xs[0], ys[0], colour)
     ax.set_xscale("log")
     ax.grid(True, which="both", alpha=0.3)
-    return _png(fig, ax, title, xlabel, ylabel)
+    return _finish(fig, ax, bottom=0)
 
 
-def bar_plot_png(frame: pd.DataFrame, y: str, x: str, by: list[str], *, title: str,
-                 ylabel: str, xlabel: str) -> bytes | None:
-    """Grouped bars of ``y``: one group per value of ``x`` (in order of appearance), one
-    bar per distinct ``by`` combination; medians where several cells coincide. Returns
-    None when no row has both values."""
-    data = frame.dropna(subset=[x, y])
-    if data.empty:
-        return None
-    points = data.groupby(by + [x], dropna=False, sort=False)[y].median().reset_index()
-    groups = list(dict.fromkeys(points[x]))
-    series = list(points.groupby(by, dropna=False, sort=True))
-    width = 0.8 / len(series)
-    fig, ax = _axes()
-    for i, (key, bars) in enumerate(series):
-        key = key if isinstance(key, tuple) else (key,)
-        positions = [groups.index(g) + (i - (len(series) - 1) / 2) * width for g in bars[x]]
-        ax.bar(positions, bars[y], width=width, label=" / ".join(map(_label, key)))
-    ax.set_xticks(range(len(groups)), groups)
-    ax.grid(True, axis="y", alpha=0.3)
-    return _png(fig, ax, title, xlabel, ylabel)
+def bar_figure(data: pd.DataFrame, y: str, *, colours: dict, title: str, ylabel: str,
+               lower: str | None = None, xlabel: str = "") -> Figure:
+    """One bar per distinct (``series``, ``tick``) in order of appearance, centred on
+    its tick, with an error bar down to ``lower`` when given."""
+    bars = _medians(data, ["series", "tick"], [y] + ([lower] if lower else []))
+    fig, ax = _axes(title, xlabel, ylabel)
+    _bars(ax, bars, y, colours)
+    if lower:
+        values = bars[y].to_numpy()
+        ax.errorbar(range(len(bars)), values, fmt="none", ecolor="black", capsize=4,
+                    yerr=_down_to(values, bars[lower].to_numpy()))
+    return _finish(fig, ax, bottom=0)
 
 
-def _axes():
-    fig = Figure(figsize=(7.5, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
+def auc_figure(data: pd.DataFrame, *, colours: dict, title: str) -> Figure:
+    """Measured AUC as bars from :data:`AUC_FLOOR`, one per (``series``, ``tick``), the
+    Bayes-optimal AUC (``bayes_auc``) as a black mark across each bar, the gap above."""
+    bars = _medians(data, ["series", "tick"], ["auc", "bayes_auc"])
+    fig, ax = _axes(title, "", "test AUC")
+    positions = range(len(bars))
+    _bars(ax, bars, "auc", colours, bottom=AUC_FLOOR)
+    if bars["bayes_auc"].notna().any():
+        ax.hlines(bars["bayes_auc"], [p - 0.35 for p in positions],
+                  [p + 0.35 for p in positions], colors="black", linewidth=2.5,
+                  label="Bayes-optimal AUC")
+    for p, (auc, bayes) in zip(positions, zip(bars["auc"], bars["bayes_auc"])):
+        if pd.notna(bayes):
+            ax.annotate(f"gap {bayes - auc:.3f}", (p, max(auc, bayes)), ha="center",
+                        xytext=(0, 4), textcoords="offset points", fontsize="x-small")
+    values = pd.concat([bars["auc"], bars["bayes_auc"]])
+    ax.set_ylim(min(AUC_FLOOR, values.min()), min(1.0, values.max() + 0.05))
+    return _finish(fig, ax)
 
 
-def _png(fig: Figure, ax, title: str, xlabel: str, ylabel: str) -> bytes:
-    """Label the axes, add the legend and render the figure as PNG bytes."""
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize="small", loc="best")
-    fig.tight_layout()
+def figure_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
-def _label(value) -> str:
-    """A legend label part: whole floats (sizes read back from JSON) as grouped integers."""
-    if isinstance(value, float) and value.is_integer():
-        return f"{int(value):,}"
-    return str(value)
+def _medians(data: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
+    """Median of ``values`` per distinct ``keys`` (in order of appearance), rows that
+    lack the first value dropped."""
+    measured = data.dropna(subset=[values[0], *keys])
+    return measured.groupby(keys, sort=False)[values].median().reset_index()
+
+
+def _down_to(values: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Error bar lengths (2 x n: below, above) from each value down to ``lower``."""
+    return np.vstack([values - lower, np.zeros_like(values)])
+
+
+def _bars(ax, bars: pd.DataFrame, y: str, colours: dict, bottom: float = 0.0) -> None:
+    """Bars at 0..n-1, one call (one legend entry) per series, ticks centred on them.
+    Beyond :data:`UPRIGHT_TICKS` bars, labels go on one line each, slanted."""
+    position = pd.Series(range(len(bars)), index=bars.index)
+    for name, group in bars.groupby("series", sort=False):
+        ax.bar(position[group.index], group[y] - bottom, bottom=bottom, width=0.6,
+               color=colours[name], label=name)
+    if len(bars) <= UPRIGHT_TICKS:
+        ax.set_xticks(range(len(bars)), bars["tick"])
+    else:
+        ax.set_xticks(range(len(bars)), bars["tick"].str.replace("\n", ", "), rotation=30,
+                      ha="right", rotation_mode="anchor")
+        ax.figure.set_figheight(ax.figure.get_figheight() + 1.5)  # room for them
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def _value_label(ax, x: float, y: float, colour) -> None:
+    ax.annotate(f"{y:,.0f}" if abs(y) >= 100 else f"{y:.3g}", (x, y), xytext=(6, 4),
+                textcoords="offset points", fontsize="small", color=colour)
+
+
+def _axes(title: str, xlabel: str, ylabel: str):
+    fig = Figure(figsize=(9.5, 4.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig, ax
+
+
+def _finish(fig: Figure, ax, bottom: float | None = None) -> Figure:
+    """Value axis from ``bottom`` (when given) and the legend outside, right of the axes."""
+    if bottom is not None:
+        ax.margins(y=0.1)  # room above the top point for its label
+        ax.set_ylim(bottom=bottom)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+              fontsize="small")
+    return fig

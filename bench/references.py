@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -144,3 +145,14 @@ def format_value(entry: dict) -> str:
     if entry["kind"] == "target":
         return f"{entry['comparison']} {num(entry['value'])}"
     return num(entry["value"])
+
+
+def source_label(entry: dict) -> str:
+    """Short link text for an entry's source: the host and the repository and file
+    (``github.com: mindrec benchmarks/README.md``) or the page's last two path parts."""
+    url = urlsplit(entry["source"]["url"])
+    parts = [p for p in url.path.split("/") if p]
+    if "blob" in parts:  # OWNER/REPO/blob/BRANCH/PATH: the repository and the file
+        at = parts.index("blob")
+        return f"{url.netloc}: {parts[at - 1]} {'/'.join(parts[at + 2:][-2:])}"
+    return f"{url.netloc}: {'/'.join(parts[-2:])}"

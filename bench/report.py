@@ -1,289 +1,523 @@
 """Comparison report of one or more sweep runs: ``report.md`` and ``report.html``.
 
-Reads ``results/runs/<run-id>.jsonl`` (result records, :mod:`bench.results`), the optional
-``<run-id>.limits.json`` beside each (machine-limit kernels measured at run start) and the
-published figures (:mod:`bench.references`). Sections: summary, quality against the
-Bayes optimum and the published Criteo AUCs, throughput and memory (table and plots),
-roofline fraction, skipped and failed cells, environment, and, given several runs, a
-cell-by-cell comparison of each later run with the first.
+Reads ``results/runs/<run-id>.jsonl`` (result records, :mod:`bench.results`, older
+schemas migrated), the ``<run-id>.limits.json`` beside each (:mod:`bench.job.limits`:
+machine limits measured at each start, resume and end of the run) and the published
+figures (:mod:`bench.references`). Sections: summary, quality against the Bayes optimum
+and the published Criteo AUCs, throughput and memory, parallel modes, hash tables,
+roofline, skipped and failed cells, environment (with the limits measurements) and,
+given several runs, a cell-by-cell comparison of each later run with the first.
+
+Every record value is read through the declared keys (``SPEC`` and ``METRICS``); a
+declared key is a column of the report's frame, and a table column's header is its
+key's ``header``. A cell is *loaded* when other processes used more than
+:data:`LOADED_CPU_FRACTION` of the machine's CPU while it trained (metric
+``other_cpu_fraction``); loaded cells are flagged in the summary and the throughput
+table. Figures follow :mod:`bench.plots` (one colour per configuration across the
+report); each figure and most tables are numbered and captioned.
 
 The report is built once as a list of blocks and rendered twice: Markdown (tables by
-tabulate, plots as ``report.<name>.png`` beside it) and self-contained HTML (inline CSS,
-plots as base64 PNG). Runs with no ``ok`` cell still give a report, without plots.
+tabulate, figures as ``report.<name>.png`` beside it) and self-contained HTML (inline
+CSS, figures as base64 PNG, each table in its own horizontal scroll box so the page
+never overflows). Runs with no ``ok`` cell still give a report, without figures.
 """
 from __future__ import annotations
 
 import base64
 import html
-import json
 import re
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
-from bench.plots import bar_plot_png, line_plot_png
-from bench.references import format_value, load_published
-from bench.results import STATUSES, now_iso, read_records, write_atomic
+from bench.job.limits import MEASUREMENT_KEYS, read_limits
+from bench.plots import (MAX_JOIN_RATIO, auc_figure, bar_figure, figure_png, line_figure,
+                         series_colours)
+from bench.references import format_value, load_published, source_label
+from bench.results import (ENV, METRICS, SPEC, STATUSES, metric, now_iso, read_records,
+                           spec_value, write_atomic)
 
 SYNTHETIC_DISCLAIMER = (
     "Synthetic-data AUCs are NOT Criteo figures: they cannot be compared with the "
     "published Criteo AUCs. For a synthetic run only the gap to the Bayes-optimal AUC of "
     "the same synthetic test split is meaningful.")
+VOCABULARY_NOTE = (
+    "Three sizes describe a cell's ids. Generator vocabulary: the distinct categorical "
+    "values the synthetic generator draws from, summed over the 26 fields (the 'v' in "
+    "the cell id, suite key data.vocab). Data vocabulary: the ids of the converted data: "
+    "the values seen more than the threshold (data.threshold) times, one out-of-vocabulary "
+    "id per field for all rarer values, and the 13 dense-field ids; Zipf-distributed "
+    "values are mostly rare, so it is smaller than the generator's. Table size: the rows "
+    "of each embedding table: the data vocabulary, unless the cell sets train.table_size.")
+# A cell is "loaded" when other processes used more than this share of the machine's CPU
+# while it trained: its speed then understates the code's.
+LOADED_CPU_FRACTION = 0.25
 
-_SPEC = ("model", "dataset", "mode", "workers", "hardware", "embedding", "vocab_size",
-         "table_size", "sparse")
-_METRICS = ("samples_per_s", "step_ms_p50", "step_ms_p90", "compile_s", "peak_rss_mb",
-            "peak_device_mb", "auc", "logloss", "bayes_auc", "flops_per_sample",
-            "roofline_samples_per_s", "roofline_fraction", "peak_rss_mb_per_worker",
-            "hash_live_rows", "hash_admitted", "hash_evicted", "hash_candidates",
-            "hash_default_fraction", "hash_index_mb", "table_mb_per_worker")
-_INT, _F0, _F2, _F3, _F4 = "{:,.0f}", "{:,.0f}", "{:.2f}", "{:.3f}", "{:.4f}"
-_CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
-color:#222}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}
-tr:nth-child(even) td{background:#fafafa}.note{background:#fff6d6;border-left:4px solid #e0b000;
-padding:.5em .8em}pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px}
-img{max-width:100%;border:1px solid #ddd;margin:.4em 0}h2{border-bottom:1px solid #ddd}"""
+_KEYS = {**SPEC, **METRICS}
+_NUMERIC = [name for name, key in _KEYS.items() if set(key.types) <= {int, float}]
+_BASE = ["run", "cell_id", "status", "reason"]
+_MISSING = "—"
+_F4 = "{:.4f}"
+_FORMATS = {"auc": _F4, "logloss": _F4, "bayes_auc": _F4}
+_LAYOUT = ("layout", "mode × workers", None)
+_CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1240px;margin:2em auto;
+padding:0 1em;color:#222}.table{overflow-x:auto;margin:.6em 0 1.2em}
+table{border-collapse:collapse;font-size:13px}caption{caption-side:top;text-align:left;
+font-style:italic;padding:.2em 0}th,td{border:1px solid #ccc;padding:3px 8px;
+text-align:left;vertical-align:top;max-width:30em;overflow-wrap:break-word}
+th{background:#f0f0f0}td.num{text-align:right;white-space:nowrap}
+tr:nth-child(even) td{background:#fafafa}.note{background:#fff6d6;border-left:4px solid
+#e0b000;padding:.5em .8em}pre{background:#f6f6f6;padding:.6em;overflow-x:auto;
+font-size:12px}figure{margin:1em 0 1.5em}figcaption{font-style:italic;max-width:60em}
+img{max-width:100%;border:1px solid #ddd}h2{border-bottom:1px solid #ddd}"""
+_NUMBER_TEXT = re.compile(r"^[+−-]?\d[\d,]*(\.\d+)?%?$")
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to ``url``: ``[text](url)`` / ``<a href>``."""
+
+    text: str
+    url: str
+
+
+@dataclass(frozen=True)
+class _Report:
+    """What every section reads: the frame of all records, the runs, the published
+    figures and the colour of each configuration."""
+
+    frame: pd.DataFrame
+    runs: list[dict]
+    published: list[dict]
+
+    @cached_property
+    def ok(self) -> pd.DataFrame:
+        return self.frame[self.frame["status"] == "ok"]
+
+    @property
+    def multi(self) -> bool:
+        return len(self.runs) > 1
+
+    @cached_property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(self.frame["model"].dropna()))
+
+    @cached_property
+    def colours(self) -> dict:
+        return series_colours(self.ok.sort_values("series")["series"])
+
+    def run_column(self) -> list[tuple]:
+        return [("run", "run", None)] if self.multi else []
 
 
 def load_runs(run_paths: list[Path]) -> tuple[pd.DataFrame, list[dict]]:
-    """One row per record (all runs, in the given order) and one summary dict per run."""
+    """One row per record (all runs, in the given order; a column per declared spec
+    and metric key, plus derived columns) and one dict per run (its records and
+    limits)."""
     rows, runs = [], []
     for path in map(Path, run_paths):
         records = read_records(path)
         run_id = records[0]["run_id"] if records else path.name.removesuffix(".jsonl")
-        limits_path = path.with_name(f"{path.name.removesuffix('.jsonl')}.limits.json")
+        limits = path.with_name(f"{path.name.removesuffix('.jsonl')}.limits.json")
         runs.append({"run": run_id, "path": path, "records": records,
-                     "limits": json.loads(limits_path.read_text())
-                     if limits_path.is_file() else None})
-        rows += [{"run": run_id, "cell_id": r["cell_id"], "status": r["status"],
-                  "reason": r["reason"], **{k: r["spec"].get(k) for k in _SPEC},
-                  **{k: r["metrics"].get(k) for k in _METRICS}} for r in records]
-    frame = pd.DataFrame(rows, columns=["run", "cell_id", "status", "reason", *_SPEC,
-                                        *_METRICS])
-    for column in ("workers", "vocab_size", "table_size", *_METRICS):
+                     "limits": read_limits(limits) if limits.is_file() else None})
+        rows += [_row(run_id, record) for record in records]
+    frame = pd.DataFrame(rows, columns=[*_BASE, *SPEC, *METRICS, "target_vocab"])
+    for column in (*_NUMERIC, "target_vocab"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["table_size"] = frame["table_size"].fillna(frame["vocab_size"])
-    return frame, runs
+    return _derive(frame), runs
 
 
-def _show(frame: pd.DataFrame, columns: list[tuple[str, str, str | None]]) -> pd.DataFrame:
-    """Display copy: (column, header, format) -> formatted strings, missing as an em dash."""
+def _row(run_id: str, record: dict) -> dict:
+    cell = spec_value(record, "cell")
+    return {"run": run_id, **{key: record[key] for key in _BASE[1:]},
+            **{name: spec_value(record, name) for name in SPEC},
+            **{name: metric(record, name) for name in METRICS},
+            "target_vocab": cell["data"]["vocab"] if cell else None}
+
+
+def _derive(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``layout`` (mode x workers), ``series`` (the configuration a colour stands
+    for), ``samples_per_s_at_p90`` and ``loaded``."""
+    layout = [f"{mode} x{workers:.0f}" for mode, workers in zip(frame["mode"],
+                                                                 frame["workers"])]
+    frame = frame.assign(layout=layout)
+    ok = frame[frame["status"] == "ok"]
+    naming = [c for c in ("run", "hardware") if ok[c].nunique() > 1]
+    parts = frame[[*naming, "model", "layout", "embedding"]].astype(str)
+    return frame.assign(
+        series=[" / ".join(values) for values in parts.itertuples(index=False)],
+        samples_per_s_at_p90=frame["samples_per_s"] * frame["step_ms_p50"]
+        / frame["step_ms_p90"],
+        loaded=frame["other_cpu_fraction"] > LOADED_CPU_FRACTION)
+
+
+def _key(name: str) -> tuple[str, str, object]:
+    """(column, header, format) of the declared key ``name``."""
+    key = _KEYS[name]
+    if name in _FORMATS:
+        fmt = _FORMATS[name]
+    elif name.endswith("_fraction"):
+        fmt = "{:.1%}"
+    elif key.types == (int,):
+        fmt = "{:,.0f}"
+    elif set(key.types) <= {int, float}:
+        fmt = _number
+    else:
+        fmt = None
+    return name, key.header, fmt
+
+
+def _keys(*names: str) -> list[tuple]:
+    return [_key(name) for name in names]
+
+
+def _section(*sections: str) -> list[tuple]:
+    """Columns of the metrics a report section shows (declared ``Key.section``)."""
+    return _keys(*(name for name, key in METRICS.items() if key.section in sections))
+
+
+def _number(value: float) -> str:
+    """A number with as many digits as its size needs."""
+    size = abs(value)
+    return f"{value:,.0f}" if size >= 100 else f"{value:.2f}" if size >= 1 else f"{value:.3f}"
+
+
+def _show(frame: pd.DataFrame, columns: list[tuple]) -> pd.DataFrame:
+    """Display copy: (column, header, format) -> formatted cells, missing as an em dash;
+    columns with no value at all are left out."""
     def cell(value, fmt):
+        if isinstance(value, Link):
+            return value
         if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)):
-            return "—"
-        return fmt.format(value) if fmt else str(value)
-    return pd.DataFrame({header: [cell(v, fmt) for v in frame[col]]
-                         for col, header, fmt in columns})
+            return _MISSING
+        return fmt(value) if callable(fmt) else fmt.format(value) if fmt else str(value)
+    shown = {header: [cell(v, fmt) for v in frame[column]]
+             for column, header, fmt in columns}
+    return pd.DataFrame({header: values for header, values in shown.items()
+                         if frame.empty or any(v != _MISSING for v in values)})
+
+
+def _table(frame: pd.DataFrame, columns: list[tuple], caption: str | None = None) -> tuple:
+    return ("table", _show(frame, columns), caption)
 
 
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
-def _summary(frame: pd.DataFrame, runs: list[dict]) -> list[tuple]:
+def _summary(r: _Report) -> list[tuple]:
+    frame, runs = r.frame, r.runs
     counts = (frame.groupby("run")["status"].value_counts().unstack(fill_value=0)
-              .reindex(index=[r["run"] for r in runs], columns=list(STATUSES), fill_value=0))
+              .reindex(index=[run["run"] for run in runs], columns=list(STATUSES),
+                       fill_value=0))
     table = pd.DataFrame([{
-        "run": r["run"], "suite": (r["records"] or [{}])[0].get("suite"),
-        "records": str(r["path"]), "cells": len(r["records"]),
-        **{s: int(counts.loc[r["run"], s]) for s in STATUSES},
-        "started": min((x["started_at"] for x in r["records"]), default=None),
-        "git": _git(r["records"])} for r in runs])
+        "run": run["run"], "suite": run["records"][0]["suite"] if run["records"] else None,
+        "records": str(run["path"]), "cells": len(run["records"]),
+        **{s: int(counts.loc[run["run"], s]) for s in STATUSES},
+        "started": min((x["started_at"] for x in run["records"]), default=None),
+        "git": _git(run["records"])} for run in runs])
     total = {s: int(counts[s].sum()) for s in STATUSES}
     return [("h", 1, "mindrec-bench report"),
-            ("p", f"Runs: {', '.join(r['run'] for r in runs)}. Cells: {len(frame)} "
+            ("p", f"Runs: {', '.join(run['run'] for run in runs)}. Cells: {len(frame)} "
                   f"({total['ok']} ok, {total['skipped']} skipped, {total['failed']} failed). "
                   f"Generated {now_iso()} from the result records listed below."),
-            ("table", _show(table, [(c, c, None) for c in table.columns]))]
+            _load_summary(r.ok),
+            _table(table, [(c, c, None) for c in table.columns], "The runs in this report.")]
+
+
+def _load_summary(ok: pd.DataFrame) -> tuple:
+    """A paragraph on machine load: the loaded cells by id, or that there were none."""
+    measured = ok["other_cpu_fraction"].notna().sum()
+    if not measured:
+        return ("p", "Machine load while cells trained was not recorded (records older "
+                     "than the other_cpu_fraction metric); the limits measurements under "
+                     "Environment show the load at the run's start and end.")
+    loaded = ok[ok["loaded"]]
+    if loaded.empty:
+        return ("p", f"Machine load: in none of the {measured} cells that recorded it did "
+                     f"other processes use more than {LOADED_CPU_FRACTION:.0%} of the "
+                     f"machine's CPU while it trained.")
+    return ("note", f"{len(loaded)} of {measured} cells ran on a loaded machine (other "
+                    f"processes used more than {LOADED_CPU_FRACTION:.0%} of its CPU while "
+                    f"they trained; marked 'loaded' in the throughput table): their speeds "
+                    f"understate the code's. Cells: {', '.join(loaded['cell_id'])}.")
 
 
 def _git(records: list[dict]) -> str | None:
-    if not records or not records[0]["git"].get("commit"):
+    if not records or not records[0]["git"]["commit"]:
         return None
     git = records[0]["git"]
-    return f"{git['commit'][:12]}{' (dirty)' if git.get('dirty') else ''}"
+    return f"{git['commit'][:12]}{' (dirty)' if git['dirty'] else ''}"
 
 
 def _published_table(published: list[dict], models: list[str], metrics: tuple) -> pd.DataFrame:
-    rows = [{"model": e["model"], "metric": e["metric"], "figure": format_value(e),
-             "dataset": e["dataset"], "split": e["split"], "hardware": e["hardware"],
-             "devices": e["devices"], "id": e["id"], "source": e["source"]["url"]}
+    """The published figures for ``models``: short data and hardware, the source a link."""
+    rows = [{"model": e["model"], "metric": METRICS[e["metric"]].header,
+             "figure": format_value(e),
+             "data": ", ".join(filter(None, (e["dataset"], e["split"]))),
+             "hardware": f"{e['hardware']} × {e['devices']}" if e["devices"]
+             else e["hardware"], "source": Link(source_label(e), e["source"]["url"])}
             for e in published if e["model"] in models and e["metric"] in metrics]
-    frame = pd.DataFrame(rows, columns=["model", "metric", "figure", "dataset", "split",
-                                        "hardware", "devices", "id", "source"], dtype=object)
-    return _show(frame, [(c, c, None) for c in frame.columns])
+    return pd.DataFrame(rows, columns=["model", "metric", "figure", "data", "hardware",
+                                       "source"], dtype=object)
 
 
-def _quality(ok: pd.DataFrame, models: list[str], published: list[dict],
-             multi: bool) -> list[tuple]:
-    blocks: list[tuple] = [("h", 2, "Quality"), ("note", SYNTHETIC_DISCLAIMER)]
-    measured = ok.dropna(subset=["auc"])
-    if measured.empty:
-        blocks.append(("p", "No ok cell measured an AUC."))
-    else:
-        keys = (["run"] if multi else []) + ["model", "embedding", "table_size", "bayes_auc"]
-        table = (measured.groupby(keys, dropna=False, sort=True)
-                 .agg(cells=("cell_id", "count"), auc=("auc", "mean"),
-                      auc_min=("auc", "min"), logloss=("logloss", "mean")).reset_index())
-        table["gap"] = table["bayes_auc"] - table["auc"]
-        blocks += [("p", "Measured test AUC per model, embedding and table size (mean over "
-                         "its cells), "
-                         "the Bayes-optimal AUC of the synthetic test split (the target) "
-                         "and the gap between them (Bayes − measured)."),
-                   ("table", _show(table, ([("run", "run", None)] if multi else []) + [
-                       ("model", "model", None), ("embedding", "embedding", None),
-                       ("table_size", "table size", _INT),
-                       ("cells", "cells", None), ("auc", "AUC", _F4),
-                       ("auc_min", "AUC min", _F4), ("logloss", "logloss", _F4),
-                       ("bayes_auc", "Bayes AUC (target)", _F4),
-                       ("gap", "gap to Bayes", _F4)]))]
-    pub = _published_table(published, models, ("auc", "logloss"))
-    blocks.append(("h", 3, "Published Criteo figures for these models"))
+def _published_block(published: pd.DataFrame, caption: str) -> tuple:
+    return _table(published, [(c, c, None) for c in published.columns], caption)
+
+
+def _quality(r: _Report) -> list[tuple]:
+    blocks = [("h", 2, "Quality"), ("note", SYNTHETIC_DISCLAIMER), *_auc_blocks(r),
+              ("h", 3, "Published Criteo figures for these models")]
+    pub = _published_table(r.published, r.models, ("auc", "logloss"))
     if pub.empty:
-        blocks.append(("p", "reference/published.yaml has no AUC or logloss for these models."))
-    else:
-        blocks += [("p", "Real Criteo data, other splits and hardware; see "
-                         "reference/published.yaml for settings and sources."), ("table", pub)]
-    return blocks
+        return blocks + [("p", "reference/published.yaml has no AUC or logloss for these "
+                               "models.")]
+    return blocks + [_published_block(pub, "Published AUC and logloss on real Criteo data, "
+                                           "other splits and hardware (settings and notes: "
+                                           "reference/published.yaml).")]
 
 
-def _throughput(ok: pd.DataFrame, published: list[dict], models: list[str],
-                multi: bool) -> list[tuple]:
+def _auc_blocks(r: _Report) -> list[tuple]:
+    """The vocabulary note, the AUC table (a row per configuration and table size) and
+    the figure of each row's gap to the Bayes-optimal AUC."""
+    measured = r.ok.dropna(subset=["auc"])
+    if measured.empty:
+        return [("p", "No ok cell measured an AUC.")]
+    keys = (["run"] if r.multi else []) + [
+        "model", "layout", "embedding", "target_vocab", "data_vocab", "table_size",
+        "bayes_auc", "series"]
+    table = (measured.groupby(keys, dropna=False, sort=True)
+             .agg(cells=("cell_id", "count"), auc=("auc", "mean"), auc_min=("auc", "min"),
+                  logloss=("logloss", "mean")).reset_index())
+    table["gap"] = table["bayes_auc"] - table["auc"]
+    unknown = (" These records carry no suite cell (runs of `mindrec-bench train`), so "
+               "their generator vocabulary is not known." if table["target_vocab"].isna().all()
+               else "")
+    return [
+        ("p", VOCABULARY_NOTE + unknown),
+        _table(table, r.run_column() + [
+            _key("model"), _LAYOUT, _key("embedding"),
+            ("target_vocab", "generator vocabulary (v)", "{:,.0f}"),
+            *_keys("data_vocab", "table_size"), ("cells", "cells", None),
+            ("auc", "AUC (mean)", _F4), ("auc_min", "AUC (min)", _F4),
+            ("logloss", "logloss (mean)", _F4), _key("bayes_auc"),
+            ("gap", "gap to Bayes", _F4)],
+            "Test AUC per model, parallel mode and workers, embedding and table size: the "
+            "mean (and lowest) over the cells of that row (repeats of one measurement); "
+            "modes are never averaged together. Gap = Bayes-optimal AUC of the synthetic "
+            "test split − measured AUC."),
+        ("figure", "auc", auc_figure(table.assign(tick=_ticks(table)), colours=r.colours,
+                                     title="Measured test AUC against the Bayes-optimal AUC"),
+         "How far is each model from the best possible AUC? Bars: measured test AUC "
+         "(starting at 0.5, a random guess); black mark: the Bayes-optimal AUC of the same "
+         "synthetic test split (the true click probabilities); the gap is written above. "
+         "One bar per row of the table above.")]
+
+
+def _ticks(frame: pd.DataFrame) -> list[str]:
+    """Bar labels: the configuration, one part a line, and the table size."""
+    return [f"{series.replace(' / ', chr(10))}\n{size:,.0f} rows"
+            for series, size in zip(frame["series"], frame["table_size"])]
+
+
+def _throughput(r: _Report) -> list[tuple]:
     blocks: list[tuple] = [("h", 2, "Throughput and memory")]
+    ok = r.ok
     if ok.empty:
-        return blocks + [("p", "No ok cells: no throughput table, plots omitted.")]
+        return blocks + [("p", "No ok cells: no throughput table, figures omitted.")]
     table = ok.sort_values(["model", "mode", "embedding", "table_size", "workers"])
-    columns = ([("run", "run", None)] if multi else []) + [
-        ("model", "model", None), ("mode", "mode", None), ("workers", "workers", _INT),
-        ("hardware", "hardware", None), ("embedding", "embedding", None),
-        ("table_size", "table size", _INT), ("samples_per_s", "samples/s", _F0),
-        ("step_ms_p50", "step p50 ms", _F2), ("step_ms_p90", "step p90 ms", _F2),
-        ("compile_s", "compile s", _F2), ("peak_rss_mb", "peak RSS MB", _F0),
-        ("roofline_fraction", "roofline fraction", _F3)]
-    if table["sparse"].notna().any():
-        columns.insert(6 + multi, ("sparse", "sparse", None))
-    blocks.append(("table", _show(table, columns)))
-    by = ([c for c in ("run", "hardware") if ok[c].nunique() > 1]
-          + ["model", "mode", "workers", "embedding"])
-    for name, y, label in (("throughput", "samples_per_s", "samples/s"),
-                           ("memory", "peak_rss_mb", "peak RSS (MB)")):
-        png = line_plot_png(ok, y, by, title=f"{label} vs table size", ylabel=label)
-        blocks.append(("img", name, png, f"{label} vs table size") if png
-                      else ("p", f"Plot of {label} omitted: no ok cell recorded it."))
-    pub = _published_table(published, models, ("samples_per_s",))
+    table = table.assign(flag=[None if pd.isna(share) else "loaded" if loaded else "quiet"
+                               for share, loaded in zip(table["other_cpu_fraction"],
+                                                        table["loaded"])])
+    blocks.append(_table(table, r.run_column() + [
+        _key("model"), _LAYOUT, *_keys("hardware", "embedding", "table_size", "sparse"),
+        *_section("throughput", "memory", "machine"), ("flag", "machine load", None)],
+        f"Every ok cell. samples/s = global batch / median step; peak memory of the "
+        f"whole process tree (all workers). Machine: the sgemm rate measured just before "
+        f"the cell, the share of the machine's CPU other processes used while it trained "
+        f"and the load average at its start; 'loaded': more than "
+        f"{LOADED_CPU_FRACTION:.0%} used by others, 'quiet': less."))
+    blocks += _scaling_figures(r)
+    pub = _published_table(r.published, r.models, ("samples_per_s",))
     if not pub.empty:
-        blocks += [("p", "Published throughput (other hardware, model sizes and data; "
-                         "for orientation, not comparison):"), ("table", pub)]
+        blocks.append(_published_block(pub, "Published throughput (other hardware, model "
+                                            "sizes and data: for orientation, not "
+                                            "comparison)."))
     return blocks
 
 
-def _parallel_modes(ok: pd.DataFrame, multi: bool) -> list[tuple]:
-    static = ok[ok["embedding"] == "static"]
+_SPREAD = "the error bar reaches down to samples/s at the p90 step time"
+
+
+def _scaling_figures(r: _Report) -> list[tuple]:
+    """Throughput and memory against table size (lines), or per configuration (bars)
+    when no configuration ran at more than one table size."""
+    ok = r.ok
+    sizes = ok.dropna(subset=["table_size"]).groupby("series")["table_size"].nunique()
+    if (sizes > 1).any():
+        draw, data, scope = line_figure, ok, "against table size"
+        speed, memory = ("How does training throughput change with table size?",
+                         "How much memory does each configuration need as its table grows?")
+        note = (f"Lines join only table sizes less than {MAX_JOIN_RATIO:.0f}x apart (nothing "
+                f"was measured across a larger gap); a configuration measured at one size "
+                f"is a labelled point.")
+    else:
+        data = ok.sort_values(["model", "workers", "mode", "embedding"])
+        draw, data, scope = bar_figure, data.assign(tick=_ticks(data)), "per configuration"
+        speed, memory = ("How fast does each configuration train?",
+                         "How much memory does each configuration need?")
+        one = ", ".join(f"{size:,.0f}" for size in sorted(ok["table_size"].dropna().unique()))
+        note = f"Every configuration ran at one table size ({one} rows): no scaling to show."
+    return [
+        ("figure", "throughput", draw(
+            data, "samples_per_s", lower="samples_per_s_at_p90", colours=r.colours,
+            title=f"Training throughput {scope}", ylabel="samples/s"),
+         f"{speed} Median samples/s per configuration; {_SPREAD}. {note}"),
+        ("figure", "memory", draw(data, "peak_rss_mb", colours=r.colours,
+                                  title=f"Peak memory {scope}",
+                                  ylabel=_KEYS["peak_rss_mb"].header),
+         f"{memory} Peak RSS of the whole process tree (all workers). {note}")]
+
+
+def _parallel_modes(r: _Report) -> list[tuple]:
+    static = r.ok[r.ok["embedding"] == "static"]
     if (static["mode"] == "standalone").all():
         return []
-    shown = static.assign(layout=static["mode"] + " x" + static["workers"].astype(int).astype(str))
-    # Standalone first, then the parallel layouts by workers.
-    shown = shown.sort_values(["workers", "mode", "model", "table_size"])
-    blocks: list[tuple] = [
+    shown = static.sort_values(["model", "table_size", "workers", "mode"])
+    shown = shown.assign(tick=[f"{layout}\n{model}\n{size:,.0f} rows" for layout, model, size
+                               in zip(shown["layout"], shown["model"], shown["table_size"])])
+    return [
         ("h", 2, "Parallel modes"),
         ("p", "Static-table cells by parallel mode: standalone (one process), data_parallel "
               "(whole model on every worker, gradients averaged) and hybrid (tables sharded "
               "by rows over the workers, the rest data parallel), all msrun workers on this "
-              "machine. Throughput counts the global batch; memory is each worker's peak "
-              "(the largest worker) and its share of the tables. With as many workers as "
-              "cores or more, no speed-up is expected: this shows the cost of the "
-              "collectives and the memory split."),
-        ("table", _show(shown, ([("run", "run", None)] if multi else []) + [
-            ("model", "model", None), ("layout", "mode x workers", None),
-            ("table_size", "table size", _INT), ("samples_per_s", "samples/s", _F0),
-            ("peak_rss_mb_per_worker", "peak RSS MB per worker", _F0),
-            ("table_mb_per_worker", "table MB per worker", _F2),
-            ("peak_rss_mb", "peak RSS MB (all workers)", _F0), ("auc", "AUC", _F4)]))]
-    by = [c for c in ("run", "hardware") if ok[c].nunique() > 1] + ["model", "table_size"]
-    for name, y, label in (("modes-throughput", "samples_per_s", "samples/s"),
-                           ("modes-memory", "peak_rss_mb_per_worker", "peak RSS per worker (MB)")):
-        png = bar_plot_png(shown, y, "layout", by, title=f"{label} by parallel mode",
-                           ylabel=label, xlabel="mode x workers")
-        blocks.append(("img", name, png, f"{label} by parallel mode") if png
-                      else ("p", f"Plot of {label} omitted: no ok cell recorded it."))
-    return blocks
+              "machine. With as many workers as cores or more, no speed-up is expected: "
+              "this shows the cost of the collectives and the memory split."),
+        _table(shown, r.run_column() + [
+            _key("model"), _LAYOUT, *_keys("table_size", "samples_per_s"),
+            *_section("parallel"), *_keys("peak_rss_mb", "auc")],
+            "Throughput counts the global batch; per worker: the largest worker's peak "
+            "and its share of the tables; peak RSS: all workers together."),
+        ("figure", "modes-throughput", bar_figure(
+            shown, "samples_per_s", lower="samples_per_s_at_p90", colours=r.colours,
+            title="Training throughput by parallel mode", ylabel="samples/s"),
+         f"What does each parallel mode cost in speed? samples/s of the global batch per "
+         f"mode and worker count (static tables, all workers on this machine); {_SPREAD}."),
+        _modes_memory(shown, r.colours)]
 
 
-def _hash_tables(ok: pd.DataFrame, multi: bool) -> list[tuple]:
-    rows = ok.dropna(subset=["hash_live_rows"])
+def _modes_memory(shown: pd.DataFrame, colours: dict) -> tuple:
+    """The per-worker memory figure, or a line saying no cell recorded it."""
+    if shown["peak_rss_mb_per_worker"].isna().all():
+        return ("p", "No figure of memory per worker: no cell recorded it.")
+    return ("figure", "modes-memory", bar_figure(
+        shown, "peak_rss_mb_per_worker", colours=colours,
+        title="Peak memory per worker by parallel mode",
+        ylabel=_KEYS["peak_rss_mb_per_worker"].header),
+        "What does each parallel mode cost in memory? Peak RSS of the largest worker per "
+        "mode and worker count (static tables).")
+
+
+def _hash_tables(r: _Report) -> list[tuple]:
+    rows = r.ok.dropna(subset=["hash_live_rows"])
     if rows.empty:
         return []
     return [("h", 2, "Hash tables"),
-            ("p", "End-of-training counters of the dynamic hash tables: rows live, keys "
-                  "admitted and evicted, keys seen but never admitted (below the permit "
-                  "threshold), the share of lookups that read the default row, and the "
-                  "host index's memory."),
-            ("table", _show(rows, ([("run", "run", None)] if multi else []) + [
-                ("cell_id", "cell", None), ("hash_live_rows", "live rows", _INT),
-                ("hash_admitted", "admitted", _INT), ("hash_evicted", "evicted", _INT),
-                ("hash_candidates", "not admitted", _INT),
-                ("hash_default_fraction", "default lookups", "{:.2%}"),
-                ("hash_index_mb", "index MB", _F2), ("auc", "AUC", _F4),
-                ("samples_per_s", "samples/s", _F0)]))]
+            _table(rows, r.run_column() + [
+                _key("model"), _LAYOUT, *_keys("table_size", "permit_filter_value",
+                                               "evict_filter_value", "capacity"),
+                *_section("hash"), *_keys("auc", "samples_per_s")],
+                "End-of-training counters of the dynamic hash tables: rows live, keys "
+                "admitted and evicted, keys seen but never admitted (below the permit "
+                "threshold), the share of lookups that read the default row, and the "
+                "host index's memory.")]
 
 
-def _roofline(ok: pd.DataFrame, multi: bool) -> list[tuple]:
-    rows = ok.dropna(subset=["roofline_fraction"])
+def _roofline(r: _Report) -> list[tuple]:
+    rows = r.ok.dropna(subset=["roofline_fraction"])
     if rows.empty:
         return []
-    rows = rows.assign(mflops=rows["flops_per_sample"] / 1e6).sort_values(
-        "roofline_fraction", ascending=False)
+    rows = rows.sort_values("roofline_fraction", ascending=False)
+    rows = rows.assign(
+        ceiling_gflops=rows["roofline_samples_per_s"] * 3 * rows["flops_per_sample"] / 1e9,
+        shared=["one process" if workers == 1 else f"{workers:.0f} workers on one machine"
+                for workers in rows["workers"]])
     return [("h", 2, "Roofline fraction"),
-            ("p", "Measured samples/s over the sgemm ceiling (sgemm rate / 3 × forward "
-                  "FLOPs per sample) of the machine the run measured at its start."),
-            ("table", _show(rows, ([("run", "run", None)] if multi else []) + [
-                                   ("model", "model", None), ("mode", "mode", None),
-                                   ("embedding", "embedding", None),
-                                   ("table_size", "table size", _INT),
-                                   ("mflops", "MFLOP/sample (fwd)", _F3),
-                                   ("samples_per_s", "samples/s", _F0),
-                                   ("roofline_samples_per_s", "roofline samples/s", _F0),
-                                   ("roofline_fraction", "fraction", _F3)]))]
+            ("p", "The ceiling is the whole machine's sgemm rate (float32 matrix "
+                  "multiplies in one process using all its cores, measured at the run's "
+                  "start or resume: see Environment) divided by 3 × the model's forward "
+                  "FLOPs per sample (forward and backward). It bounds the dense (MLP) part "
+                  "of a step only. The workers of a multi-worker cell all run on this one "
+                  "machine (local msrun workers) and share that one ceiling, so their "
+                  "global samples/s is compared with the same machine-wide rate, not a "
+                  "multiple of it. 'sgemm' is the same kernel measured just before the cell "
+                  "trained: well below the ceiling's rate means the machine was busy."),
+            _table(rows, r.run_column() + [
+                _key("model"), _LAYOUT, *_keys("embedding", "table_size",
+                                               "flops_per_sample", "samples_per_s"),
+                ("ceiling_gflops", "ceiling sgemm (GFLOP/s)", _number), _key("sgemm_gflops"),
+                ("shared", "ceiling shared by", None),
+                *_keys("roofline_samples_per_s", "roofline_fraction")],
+                "Measured samples/s against the machine's sgemm ceiling, best first.")]
 
 
-def _problems(frame: pd.DataFrame) -> list[tuple]:
-    bad = frame[frame["status"] != "ok"]
+def _problems(r: _Report) -> list[tuple]:
+    bad = r.frame[r.frame["status"] != "ok"]
     blocks: list[tuple] = [("h", 2, "Skipped and failed cells")]
     if bad.empty:
         return blocks + [("p", "None.")]
     shown = bad.assign(first=bad["reason"].map(_first_line))
-    blocks.append(("table", _show(shown, [("run", "run", None), ("cell_id", "cell", None),
-                                          ("status", "status", None),
-                                          ("hardware", "hardware", None),
-                                          ("first", "reason", None)])))
+    blocks.append(_table(shown, [("run", "run", None), ("cell_id", "cell", None),
+                                 ("status", "status", None), _key("hardware"),
+                                 ("first", "reason", None)],
+                         "The first line of each reason; multi-line reasons in full below."))
     for row in bad[bad["reason"].fillna("").str.strip().str.contains("\n")].itertuples():
         blocks.append(("details", f"{row.status}: {row.run} / {row.cell_id} (full reason)",
                        row.reason))
     return blocks
 
 
-def _environment(runs: list[dict]) -> list[tuple]:
+def _environment(r: _Report) -> list[tuple]:
     blocks: list[tuple] = [("h", 2, "Environment")]
-    envs = {r["run"]: r["records"][0]["env"] for r in runs if r["records"]}
+    envs = {run["run"]: run["records"][0]["env"] for run in r.runs if run["records"]}
     if envs:
-        keys = list(dict.fromkeys(k for env in envs.values() for k in env))
-        table = pd.DataFrame({"key": keys, **{run: [_env_value(env.get(k)) for k in keys]
-                                              for run, env in envs.items()}})
-        blocks += [("p", "From the first record of each run."),
-                   ("table", _show(table, [(c, c, None) for c in table.columns]))]
-    limits = pd.DataFrame([{"run": r["run"], **r["limits"]} for r in runs if r["limits"]],
-                          columns=["run", "sgemm_gflops", "mem_bw_gbs", "measured_at"])
-    if limits.empty:
-        blocks.append(("p", "No machine-limit sidecar (RUN_ID.limits.json) for these runs."))
-    else:
-        blocks += [("p", "Machine limits measured at the start of the run:"),
-                   ("table", _show(limits, [("run", "run", None),
-                                            ("sgemm_gflops", "sgemm GFLOP/s", "{:.1f}"),
-                                            ("mem_bw_gbs", "copy bandwidth GB/s", "{:.1f}"),
-                                            ("measured_at", "measured at", None)]))]
-    return blocks
+        table = pd.DataFrame({"key": list(ENV), **{run: [_env_value(env[k]) for k in ENV]
+                                                   for run, env in envs.items()}})
+        blocks.append(_table(table, [(c, c, None) for c in table.columns],
+                             "Machine and versions, from the first record of each run."))
+    measurements = [{"run": run["run"], **m} for run in r.runs if run["limits"]
+                    for m in run["limits"].measurements]
+    if not measurements:
+        return blocks + [("p", "No machine-limit file (RUN_ID.limits.json) for these runs.")]
+    limits = pd.DataFrame(measurements, columns=["run", *MEASUREMENT_KEYS])
+    limits["spread"] = [_spread(m) for m in measurements]
+    return blocks + [
+        ("p", "Machine limits, measured at each start, resume and end of a run: sgemm, "
+              "float32 2048 × 2048 matrix multiplies in one process on all cores (best "
+              "of five, and their spread min..median..best: a wide spread means other work "
+              "shared the machine), the copy bandwidth, and the load averages just before "
+              "(compare them with the cores). Cells take their roofline ceiling from the "
+              "latest start or resume."),
+        _table(limits, [("run", "run", None), ("phase", "phase", None),
+                        ("measured_at", "measured at", None),
+                        ("sgemm_gflops", "sgemm best (GFLOP/s)", "{:.1f}"),
+                        ("spread", "sgemm min..median..best", None),
+                        ("mem_bw_gbs", "copy bandwidth (GB/s)", "{:.1f}"),
+                        ("load_avg_1m", "load 1 min", "{:.2f}"),
+                        ("load_avg_5m", "load 5 min", "{:.2f}"), ("cores", "cores", None)],
+               "Machine limits and load of each run.")]
+
+
+def _spread(measurement: dict) -> str | None:
+    if measurement["sgemm_gflops_min"] is None:
+        return None
+    return "..".join(f"{measurement[k]:.1f}" for k in
+                     ("sgemm_gflops_min", "sgemm_gflops_median", "sgemm_gflops"))
 
 
 def _env_value(value) -> str | None:
@@ -293,47 +527,58 @@ def _env_value(value) -> str | None:
     return value
 
 
-def _comparison(frame: pd.DataFrame, runs: list[dict]) -> list[tuple]:
-    if len(runs) < 2:
+def _comparison(r: _Report) -> list[tuple]:
+    if not r.multi:
         return []
+    frame, runs = r.frame, r.runs
     blocks: list[tuple] = [("h", 2, "Run comparison")]
     cols = ["cell_id", "status", "samples_per_s", "auc"]
+    speed, auc = _KEYS["samples_per_s"].header, _KEYS["auc"].header
     first = runs[0]["run"]
     base = frame[frame["run"] == first][cols].drop_duplicates("cell_id", keep="last")
-    for other in (r["run"] for r in runs[1:]):
+    for other in (run["run"] for run in runs[1:]):
         cells = frame[frame["run"] == other][cols].drop_duplicates("cell_id", keep="last")
         both = base.merge(cells, on="cell_id", how="outer", suffixes=("_1", "_2"))
         both["ratio"] = both["samples_per_s_2"] / both["samples_per_s_1"]
         both["auc_delta"] = both["auc_2"] - both["auc_1"]
         median = both["ratio"].median()
         blocks += [("p", f"{other} (2nd) against {first} (1st), joined on cell id; "
-                         f"median samples/s ratio over {both['ratio'].notna().sum()} cells "
+                         f"median {speed} ratio over {both['ratio'].notna().sum()} cells "
                          f"measured in both: "
-                         f"{'—' if pd.isna(median) else f'{median:.3f}'}."),
-                   ("table", _show(both.sort_values("cell_id"), [
+                         f"{_MISSING if pd.isna(median) else f'{median:.3f}'}."),
+                   _table(both.sort_values("cell_id"), [
                        ("cell_id", "cell", None), ("status_1", "status 1st", None),
                        ("status_2", "status 2nd", None),
-                       ("samples_per_s_1", "samples/s 1st", _F0),
-                       ("samples_per_s_2", "samples/s 2nd", _F0),
-                       ("ratio", "samples/s ratio (2nd/1st)", _F3),
-                       ("auc_1", "AUC 1st", _F4), ("auc_2", "AUC 2nd", _F4),
-                       ("auc_delta", "AUC 2nd−1st", "{:+.4f}")]))]
+                       ("samples_per_s_1", f"{speed} 1st", "{:,.0f}"),
+                       ("samples_per_s_2", f"{speed} 2nd", "{:,.0f}"),
+                       ("ratio", f"{speed} ratio (2nd/1st)", "{:.3f}"),
+                       ("auc_1", f"{auc} 1st", _F4), ("auc_2", f"{auc} 2nd", _F4),
+                       ("auc_delta", f"{auc} 2nd−1st", "{:+.4f}")])]
     return blocks
 
 
 def build_blocks(run_paths: list[Path], published: list[dict] | None = None) -> list[tuple]:
-    """The report as blocks: ("h", level, text), ("p"|"note", text), ("table", frame),
-    ("img", name, png, alt), ("details", summary, text)."""
+    """The report as blocks: ("h", level, text), ("p"|"note", text),
+    ("table", frame, caption), ("figure", name, Figure, caption), ("details", summary,
+    text); tables with a caption and figures are numbered ("Table 2. ...")."""
     frame, runs = load_runs(run_paths)
-    published = load_published() if published is None else published
-    ok = frame[frame["status"] == "ok"]
-    models = list(dict.fromkeys(frame["model"].dropna()))
-    multi = len(runs) > 1
-    return (_summary(frame, runs) + _quality(ok, models, published, multi)
-            + _throughput(ok, published, models, multi) + _parallel_modes(ok, multi)
-            + _hash_tables(ok, multi)
-            + _roofline(ok, multi) + _problems(frame)
-            + _environment(runs) + _comparison(frame, runs))
+    r = _Report(frame, runs, load_published() if published is None else published)
+    return _numbered(_summary(r) + _quality(r) + _throughput(r) + _parallel_modes(r)
+                     + _hash_tables(r) + _roofline(r) + _problems(r) + _environment(r)
+                     + _comparison(r))
+
+
+def _numbered(blocks: list[tuple]) -> list[tuple]:
+    """Prefix captions with "Table N." and "Figure N.", each counted in order."""
+    counts = {"table": 0, "figure": 0}
+    numbered = []
+    for block in blocks:
+        kind, caption = block[0], block[-1]
+        if kind in counts and caption:
+            counts[kind] += 1
+            block = (*block[:-1], f"{kind.title()} {counts[kind]}. {caption}")
+        numbered.append(block)
+    return numbered
 
 
 def _markdown(blocks: list[tuple], out_dir: Path) -> str:
@@ -346,19 +591,27 @@ def _markdown(blocks: list[tuple], out_dir: Path) -> str:
         elif kind == "note":
             parts.append(f"> **Note.** {rest[0]}")
         elif kind == "table":
-            cells = rest[0].map(lambda s: s.replace("|", "\\|").replace("\n", " "))
-            parts.append(tabulate(cells, headers="keys", tablefmt="github",
-                                  showindex=False, disable_numparse=True))
-        elif kind == "img":
-            name, png, alt = rest
+            parts.append(_markdown_table(*rest))
+        elif kind == "figure":
+            name, png, caption = rest
             (out_dir / f"report.{name}.png").write_bytes(png)
-            parts.append(f"![{alt}](report.{name}.png)")
+            parts.append(f"![{caption.split('.')[0]}](report.{name}.png)\n\n*{caption}*")
         elif kind == "details":
             fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", rest[1])),
                                          default=0))
             parts.append(f"<details><summary>{html.escape(rest[0])}</summary>\n\n"
                          f"{fence}\n{rest[1].rstrip()}\n{fence}\n\n</details>")
     return "\n\n".join(parts) + "\n"
+
+
+def _markdown_table(frame: pd.DataFrame, caption: str | None) -> str:
+    def cell(value) -> str:
+        if isinstance(value, Link):
+            return f"[{value.text.replace(']', '')}]({value.url})"
+        return value.replace("|", "\\|").replace("\n", " ")
+    table = tabulate(frame.map(cell), headers="keys", tablefmt="github", showindex=False,
+                     disable_numparse=True)
+    return f"*{caption}*\n\n{table}" if caption else table
 
 
 def _html(blocks: list[tuple]) -> str:
@@ -370,12 +623,12 @@ def _html(blocks: list[tuple]) -> str:
             css = ' class="note"' if kind == "note" else ""
             parts.append(f"<p{css}>{html.escape(rest[0])}</p>")
         elif kind == "table":
-            parts.append(tabulate(rest[0], headers="keys", tablefmt="html",
-                                  showindex=False, disable_numparse=True))
-        elif kind == "img":
+            parts.append(_html_table(*rest))
+        elif kind == "figure":
             data = base64.b64encode(rest[1]).decode("ascii")
-            parts.append(f'<img alt="{html.escape(rest[2])}" '
-                         f'src="data:image/png;base64,{data}">')
+            caption = html.escape(rest[2])
+            parts.append(f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{caption}</figcaption></figure>")
         elif kind == "details":
             parts.append(f"<details><summary>{html.escape(rest[0])}</summary>"
                          f"<pre>{html.escape(rest[1])}</pre></details>")
@@ -384,10 +637,25 @@ def _html(blocks: list[tuple]) -> str:
             + "\n".join(parts) + "\n</body></html>\n")
 
 
+def _html_table(frame: pd.DataFrame, caption: str | None) -> str:
+    """A table in its own horizontal scroll box; numbers right-aligned, links as <a>."""
+    def cell(value) -> str:
+        if isinstance(value, Link):
+            return f'<td><a href="{html.escape(value.url)}">{html.escape(value.text)}</a></td>'
+        css = ' class="num"' if _NUMBER_TEXT.match(value) else ""
+        return f"<td{css}>{html.escape(value)}</td>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "\n".join(f"<tr>{''.join(map(cell, row))}</tr>"
+                     for row in frame.itertuples(index=False))
+    title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return (f'<div class="table"><table>{title}<thead><tr>{head}</tr></thead>\n'
+            f"<tbody>\n{body}\n</tbody></table></div>")
+
+
 def write_report(run_paths: list[Path], out_dir: Path,
                  published: list[dict] | None = None) -> tuple[Path, Path]:
-    """Write ``out_dir/report.md`` (plots as ``report.<name>.png``) and a self-contained
-    ``out_dir/report.html`` for the runs in ``run_paths``; returns both paths.
+    """Write ``out_dir/report.md`` (figures as ``report.<name>.png``) and a
+    self-contained ``out_dir/report.html`` for the runs in ``run_paths``; returns both.
 
     Args:
         run_paths: result stores (``results/runs/<run-id>.jsonl``), first run first; with
@@ -399,7 +667,8 @@ def write_report(run_paths: list[Path], out_dir: Path,
         raise ValueError("write_report: no runs given")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    blocks = build_blocks([Path(p) for p in run_paths], published)
+    blocks = [(*block[:2], figure_png(block[2]), block[3]) if block[0] == "figure"
+              else block for block in build_blocks([Path(p) for p in run_paths], published)]
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     write_atomic(md_path, _markdown(blocks, out_dir))
     write_atomic(html_path, _html(blocks))

@@ -19,8 +19,9 @@ _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no
           "--hide-scrollbars")
 
 
-def screenshot(html: Path, png: Path, width: int = 1280, height: int = 4000) -> Path:
-    """Render ``html`` to ``png``; raises RuntimeError when Chromium is missing or fails."""
+def screenshot(html: Path, png: Path, width: int = 1400, height: int = 4000) -> Path:
+    """Render the top ``height`` pixels of ``html`` in a ``width``-pixel window to ``png``;
+    raises RuntimeError when Chromium is missing or fails."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         raise RuntimeError("chromium not found: apt-get install chromium")
@@ -38,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.screenshot", description=__doc__)
     parser.add_argument("--html", type=Path, default=Path("results/report.html"))
     parser.add_argument("--out", type=Path, default=Path("results/report.png"))
+    parser.add_argument("--width", type=int, default=1400, help="window width, pixels")
+    parser.add_argument("--height", type=int, default=4000,
+                        help="window height, pixels (what the screenshot shows)")
     args = parser.parse_args(argv)
     try:
-        print(screenshot(args.html, args.out))
+        print(screenshot(args.html, args.out, args.width, args.height))
     except RuntimeError as exc:
         print(f"screenshot: {exc}", file=sys.stderr)
         return 1

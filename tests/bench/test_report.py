@@ -1,51 +1,22 @@
+"""The report (bench/report.py): the structure of its Markdown and HTML and the data of
+its figures, on hand-made records (``record_factory``) and on real /1 records."""
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
+from matplotlib.colors import to_hex
 
+from bench.job.limits import SCHEMA as LIMITS_SCHEMA
 from bench.references import load_published
-from bench.report import SYNTHETIC_DISCLAIMER, write_report
-from bench.results import SCHEMA, append_record
+from bench.report import (LOADED_CPU_FRACTION, SYNTHETIC_DISCLAIMER, VOCABULARY_NOTE,
+                          build_blocks, load_runs, write_report)
+from bench.results import METRICS, SPEC, append_record
+from bench.suite import CellSpec, DataSpec
 
-ENV = {"python": "3.11.7", "mindspore": "2.10.0", "numpy": "1.26.4", "os": "Linux",
-       "cpu_model": "AMD EPYC", "cores": 2, "ram_gb": 23.4, "accelerator": "none",
-       "gpus": []}
+DATA = Path(__file__).parent / "data"
 FAILED_LOG = "Traceback (most recent call last):\n  File \"x.py\", line 1\nMemoryError: | pipe"
-
-
-def record(run_id, model, table_size, status="ok", reason=None, hardware="cpu", speed=1.0):
-    spec = {"model": model, "dataset": "synthetic", "rows": 300000, "vocab_size": 200000,
-            "emb_dim": 16, "batch_size": 1000, "embedding": "static", "mode": "standalone",
-            "workers": 1, "hardware": hardware, "steps": 270, "seed": 0,
-            "table_size": table_size}
-    metrics = {}
-    if status == "ok":
-        base = {"wide_deep": 10000.0, "dcn": 7000.0}[model] * speed
-        metrics = {"samples_per_s": base / (1 + table_size / 1e7), "step_ms_p50": 90.0,
-                   "step_ms_p90": 95.0, "compile_s": 1.2, "peak_rss_mb": 800 + table_size / 1e4,
-                   "peak_device_mb": None, "auc": 0.74, "logloss": 0.47, "bayes_auc": 0.77,
-                   "flops_per_sample": 2.65e6 * 3, "roofline_samples_per_s": 24000.0,
-                   "roofline_fraction": base / 24000}
-    return {"schema": SCHEMA, "run_id": run_id,
-            "cell_id": f"{model}-{hardware}-t{table_size}", "suite": "quick",
-            "started_at": "2026-11-29T00:00:00+00:00", "status": status, "reason": reason,
-            "git": {"commit": "0123456789abcdef", "dirty": False}, "env": ENV, "spec": spec,
-            "metrics": metrics}
-
-
-def write_run(runs_dir, run_id, speed=1.0, limits=True):
-    path = runs_dir / f"{run_id}.jsonl"
-    for model in ("wide_deep", "dcn"):
-        for table_size in (200000, 10000000):
-            append_record(path, record(run_id, model, table_size, speed=speed))
-    append_record(path, record(run_id, "dcn", 200000, status="skipped", hardware="gpu",
-                               reason="no NVIDIA GPU on this machine (nvmlInit failed)"))
-    append_record(path, record(run_id, "wide_deep", 200000, status="failed",
-                               hardware="ascend", reason=FAILED_LOG))
-    if limits:
-        (runs_dir / f"{run_id}.limits.json").write_text(json.dumps(
-            {"sgemm_gflops": 197.5, "mem_bw_gbs": 12.25, "measured_at": "2026-11-29T00:00:00"}))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -53,81 +24,370 @@ def published():
     return load_published()
 
 
-def test_one_run_report(tmp_path, published):
-    run = write_run(tmp_path / "runs", "r1")
+def cell(make, *, model="wide_deep", table_size=200_000, mode="standalone", workers=1,
+         embedding="static", run_id="r1", repeat=0, speed=1.0, **metrics):
+    """An ok record of one configuration; samples/s falls with the table size."""
+    base = {"wide_deep": 10_000.0, "dcn": 7_000.0}[model] * speed
+    suffix = f"-rep{repeat}" if repeat else ""
+    return make(run_id=run_id, cell_id=f"{model}-{mode}x{workers}-{embedding}-t{table_size}"
+                f"{suffix}",
+                spec={"model": model, "table_size": table_size, "data_vocab": 32_542,
+                      "mode": mode, "workers": workers, "embedding": embedding},
+                metrics={"samples_per_s": base / (1 + table_size / 1e7),
+                         "peak_rss_mb": 800 + table_size / 1e4,
+                         "peak_rss_mb_per_worker": (800 + table_size / 1e4) / workers,
+                         "flops_per_sample": 2.65e6, "roofline_samples_per_s": 24_000.0,
+                         "roofline_fraction": base / 24_000, **metrics})
+
+
+def store(path: Path, records: list[dict]) -> Path:
+    for record in records:
+        append_record(path, record)
+    return path
+
+
+def standard_run(make, runs_dir: Path, run_id="r1", speed=1.0, limits=True) -> Path:
+    """Two models at two table sizes, a skipped and a failed cell, a version 1 limits file."""
+    records = [cell(make, model=model, table_size=size, run_id=run_id, speed=speed)
+               for model in ("wide_deep", "dcn") for size in (200_000, 10_000_000)]
+    records += [make(run_id=run_id, cell_id="dcn-gpu", status="skipped",
+                     spec={"hardware": "gpu"},
+                     reason="no NVIDIA GPU on this machine (nvmlInit failed)"),
+                make(run_id=run_id, cell_id="wide_deep-ascend", status="failed",
+                     spec={"model": "wide_deep", "hardware": "ascend"}, reason=FAILED_LOG)]
+    path = store(runs_dir / f"{run_id}.jsonl", records)
+    if limits:
+        (runs_dir / f"{run_id}.limits.json").write_text(json.dumps(
+            {"sgemm_gflops": 197.5, "mem_bw_gbs": 12.25, "measured_at": "2026-11-29T00:00"}))
+    return path
+
+
+def section(md: str, title: str) -> str:
+    return md.split(f"\n## {title}\n")[1].split("\n## ")[0]
+
+
+def md_rows(text: str, first_header: str) -> list[dict]:
+    """The rows of the first Markdown table whose first header is ``first_header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"\| {first_header} +\|", line))
+    heads = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(heads, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+def figures(blocks: list[tuple]) -> dict:
+    return {block[1]: block[2] for block in blocks if block[0] == "figure"}
+
+
+def legend_colours(fig) -> dict[str, str]:
+    """Legend label -> colour (hex) of a line or bar figure."""
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    colours = {}
+    for handle, label in zip(handles, labels):
+        artist = handle[0] if hasattr(handle, "__getitem__") else handle
+        colours[label] = to_hex(artist.get_color() if hasattr(artist, "get_color")
+                                else artist.get_facecolor())
+    return colours
+
+
+def test_one_run_report(tmp_path, published, record_factory):
+    run = standard_run(record_factory, tmp_path / "runs")
     md_path, html_path = write_report([run], tmp_path / "out", published)
     md, page = md_path.read_text(), html_path.read_text()
     assert "4 ok, 1 skipped, 1 failed" in md
-    # quality, throughput and roofline tables, with the published figures and disclaimer
-    assert "Bayes AUC (target)" in md and "0.0300" in md  # gap 0.77 - 0.74
+    for title in ("Quality", "Throughput and memory", "Roofline fraction",
+                  "Skipped and failed cells", "Environment"):
+        assert f"\n## {title}\n" in md
     assert SYNTHETIC_DISCLAIMER in md and "NOT Criteo figures" in page
-    assert "0.80937" in md and "bars-criteo-x1-dcn-auc" in md
-    assert "samples/s" in md and "10,000,000" in md and "peak RSS MB" in md
-    assert "Roofline fraction" in md and "0.417" in md  # 10000 / 24000
+    quality = md_rows(section(md, "Quality"), "model")
+    assert {row["gap to Bayes"] for row in quality} == {"0.0200"}  # 0.80 - 0.78
+    assert "0.80937" in md
+    speed = md_rows(section(md, "Throughput and memory"), "model")
+    assert [row["table size (rows)"] for row in speed] == ["200,000", "10,000,000"] * 2
+    assert speed[2]["samples/s"] == "9,804"  # 10000 / 1.02
     # skipped reason in the table; the failed log's first line in it, all of it below
-    assert "no NVIDIA GPU on this machine (nvmlInit failed)" in md
-    assert re.search(r"\| failed +\| ascend +\| Traceback \(most recent call last\): +\|", md)
-    assert "<details>" in md and "MemoryError: \\| pipe" not in md.split("<details>")[1]
+    problems = md_rows(section(md, "Skipped and failed cells"), "run")
+    assert [row["reason"] for row in problems] == [
+        "no NVIDIA GPU on this machine (nvmlInit failed)",
+        "Traceback (most recent call last):"]
     assert "MemoryError: | pipe" in md.split("<details>")[1]
     assert "197.5" in md and "12.2" in md and "AMD EPYC" in md
     assert "Run comparison" not in md
-    # plots beside the markdown; the HTML embeds them and loads nothing from outside
+    # figures beside the markdown; the HTML embeds them and loads nothing from outside
     assert (tmp_path / "out" / "report.throughput.png").is_file()
-    assert page.count("data:image/png;base64,") >= 2
+    assert page.count("data:image/png;base64,") == 3  # AUC, throughput, memory
     assert not re.search(r"""src=["']?(https?:)?//""", page)
     assert "<link" not in page and "<script" not in page
     assert "MemoryError: | pipe" in page and "<details>" in page
 
 
-def test_two_runs_compare_on_cell_id(tmp_path, published):
-    first = write_run(tmp_path / "runs", "r1")
-    second = write_run(tmp_path / "runs", "r2", speed=1.5, limits=False)
-    md_path, html_path = write_report([first, second], tmp_path / "out", published)
-    md = md_path.read_text()
-    section = md.split("## Run comparison")[1]
-    header = next(line for line in section.splitlines() if line.startswith("| cell"))
-    assert "samples/s ratio (2nd/1st)" in header
-    row = next(line for line in section.splitlines()
-               if line.startswith("| dcn-cpu-t200000 "))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    heads = [c.strip() for c in header.strip("|").split("|")]
-    assert cells[heads.index("samples/s ratio (2nd/1st)")] == "1.500"
-    assert "median samples/s ratio over 4 cells measured in both: 1.500" in section
-    assert "| r2 " in md and "| r1 " in md
+def test_the_frame_has_a_column_per_declared_key_and_headers_come_from_them(
+        tmp_path, published, record_factory):
+    run = standard_run(record_factory, tmp_path / "runs")
+    frame, _ = load_runs([run])
+    assert set(SPEC) | set(METRICS) <= set(frame.columns)
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    heads = md_rows(section(md, "Throughput and memory"), "model")[0]
+    for name in ("table_size", "samples_per_s", "step_ms_p50", "step_ms_p90", "compile_s",
+                 "peak_rss_mb"):
+        assert (SPEC | METRICS)[name].header in heads
+    assert "peak RSS (MiB)" in heads and not re.search(r"\bMB\b", md)
 
 
-def test_runs_without_ok_cells_still_report(tmp_path, published):
-    path = tmp_path / "runs" / "r3.jsonl"
-    append_record(path, record("r3", "dcn", 200000, status="skipped", hardware="gpu",
-                               reason="no GPU"))
+def test_published_sources_are_short_links(tmp_path, published, record_factory):
+    run = standard_run(record_factory, tmp_path / "runs")
+    md_path, html_path = write_report([run], tmp_path / "out", published)
+    md, page = md_path.read_text(), html_path.read_text()
+    shown = [e for e in published if e["model"] in ("wide_deep", "dcn")]
+    links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', page)
+    assert {url for url, _ in links} == {e["source"]["url"] for e in shown}
+    assert all(len(text) <= 60 and "https" not in text for _, text in links)
+    assert ("openbenchmark.github.io/BARS/CTR/leaderboard/criteo_x1.html",
+            "openbenchmark.github.io: leaderboard/criteo_x1.html") in {
+        (url.removeprefix("https://"), text) for url, text in links}
+    md_links = re.findall(r"\[([^\]]+)\]\((https://[^)]+)\)", md)
+    assert {url for _, url in md_links} == {e["source"]["url"] for e in shown}
+    # no address as visible text, no entry ids
+    visible = re.sub(r'href="[^"]*"', "", page)
+    assert "https://" not in visible and "https://" not in re.sub(r"\]\([^)]*\)", "", md)
+    assert not any(e["id"] in md for e in shown)
+
+
+def test_every_table_sits_in_its_own_scroll_box(tmp_path, published, record_factory):
+    run = standard_run(record_factory, tmp_path / "runs")
+    page = write_report([run], tmp_path / "out", published)[1].read_text()
+    assert page.count("<table") >= 8
+    assert page.count("<table") == page.count('<div class="table"><table>')
+    css = page.split("<style>")[1].split("</style>")[0]
+    assert ".table{overflow-x:auto" in css
+    assert re.search(r"th,td\{[^}]*max-width:[^}]*overflow-wrap:break-word", css)
+
+
+def test_quality_has_a_row_per_mode_and_explains_the_vocabulary(tmp_path, published,
+                                                                  record_factory):
+    definition = CellSpec(model="wide_deep", data=DataSpec(rows=300_000, vocab=200_000))
+    records = [cell(record_factory, mode=mode, workers=workers, repeat=repeat, auc=auc,
+                    table_size=32_542)
+               for mode, workers, repeat, auc in (("standalone", 1, 0, 0.70),
+                                                  ("standalone", 1, 1, 0.68),
+                                                  ("data_parallel", 2, 0, 0.72),
+                                                  ("hybrid", 2, 0, 0.74))]
+    for record in records:
+        record["spec"]["cell"] = definition.to_dict()
+    run = store(tmp_path / "runs" / "q.jsonl", records)
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    quality = section(md, "Quality")
+    rows = {row["mode × workers"]: row for row in md_rows(quality, "model")}
+    assert set(rows) == {"standalone x1", "data_parallel x2", "hybrid x2"}
+    assert (rows["standalone x1"]["cells"], rows["standalone x1"]["AUC (mean)"],
+            rows["standalone x1"]["AUC (min)"]) == ("2", "0.6900", "0.6800")
+    assert rows["hybrid x2"]["AUC (mean)"] == "0.7400"
+    assert rows["data_parallel x2"]["AUC (mean)"] == "0.7200"
+    assert {(row["generator vocabulary (v)"], row["data vocabulary"],
+             row["table size (rows)"]) for row in rows.values()} == {
+        ("200,000", "32,542", "32,542")}
+    assert VOCABULARY_NOTE in quality and "modes are never averaged together" in quality
+
+
+def test_roofline_says_what_the_ceiling_is_and_who_shares_it(tmp_path, published,
+                                                             record_factory):
+    records = [cell(record_factory), cell(record_factory, mode="hybrid", workers=2,
+                                          sgemm_gflops=150.0)]
+    run = store(tmp_path / "runs" / "roof.jsonl", records)
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    roofline = section(md, "Roofline fraction")
+    shared = {row["mode × workers"]: row["ceiling shared by"]
+              for row in md_rows(roofline, "model")}
+    assert shared == {"standalone x1": "one process", "hybrid x2": "2 workers on one machine"}
+    assert "whole machine's sgemm rate" in roofline and "share that one ceiling" in roofline
+    row = md_rows(roofline, "model")[0]
+    assert row["ceiling sgemm (GFLOP/s)"] == "191"  # 24000 * 3 * 2.65e6 / 1e9
+    assert row["roofline fraction"] == "41.7%"
+
+
+def test_cells_on_a_loaded_machine_are_flagged(tmp_path, published, record_factory):
+    busy = cell(record_factory, table_size=1_000, other_cpu_fraction=0.40, load_avg_1m=2.5)
+    quiet = cell(record_factory, table_size=2_000, other_cpu_fraction=0.10)
+    old = cell(record_factory, table_size=3_000)
+    run = store(tmp_path / "runs" / "load.jsonl", [busy, quiet, old])
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    summary = md.split("\n## ")[0]
+    assert "1 of 2 cells ran on a loaded machine" in summary
+    assert f"more than {LOADED_CPU_FRACTION:.0%}" in summary and busy["cell_id"] in summary
+    assert quiet["cell_id"] not in summary
+    rows = {row["table size (rows)"]: row
+            for row in md_rows(section(md, "Throughput and memory"), "model")}
+    assert [rows[size]["machine load"] for size in ("1,000", "2,000", "3,000")] == [
+        "loaded", "quiet", "—"]
+    assert rows["1,000"]["other load"] == "40.0%" and rows["1,000"]["load average"] == "2.50"
+
+
+def test_no_loaded_cells_and_unrecorded_load_are_said(tmp_path, published, record_factory):
+    quiet = store(tmp_path / "runs" / "quiet.jsonl",
+                  [cell(record_factory, other_cpu_fraction=0.1)])
+    md = write_report([quiet], tmp_path / "a", published)[0].read_text()
+    assert "in none of the 1 cells that recorded it" in md and "machine load |" not in md
+    old = store(tmp_path / "runs" / "old.jsonl", [cell(record_factory)])
+    md = write_report([old], tmp_path / "b", published)[0].read_text()
+    assert "Machine load while cells trained was not recorded" in md
+
+
+def test_environment_lists_every_limits_measurement(tmp_path, published, record_factory):
+    run = store(tmp_path / "runs" / "lim.jsonl", [cell(record_factory)])
+    measurement = {"measured_at": "2026-12-01T00:00:00+00:00", "sgemm_gflops": 190.0,
+                   "sgemm_gflops_min": 150.0, "sgemm_gflops_median": 170.0,
+                   "mem_bw_gbs": 20.0, "load_avg_1m": 1.5, "load_avg_5m": 0.75, "cores": 2}
+    (tmp_path / "runs" / "lim.limits.json").write_text(json.dumps({
+        "schema": LIMITS_SCHEMA, "measurements": [
+            {**measurement, "phase": phase} for phase in ("start", "resume", "end")]}))
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    rows = md_rows(section(md, "Environment"), "run")
+    assert [row["phase"] for row in rows] == ["start", "resume", "end"]
+    assert rows[0]["sgemm min..median..best"] == "150.0..170.0..190.0"
+    assert (rows[0]["sgemm best (GFLOP/s)"], rows[0]["load 1 min"],
+            rows[0]["load 5 min"], rows[0]["cores"]) == ("190.0", "1.50", "0.75", "2")
+
+
+def test_figures_and_captioned_tables_are_numbered(tmp_path, published, record_factory):
+    records = [cell(record_factory, mode=mode, workers=workers)
+               for mode, workers in (("standalone", 1), ("hybrid", 2))]
+    run = store(tmp_path / "runs" / "n.jsonl", records)
+    blocks = build_blocks([run], published)
+    captions = [block[-1] for block in blocks if block[0] == "figure"]
+    assert len(captions) == 5  # AUC, throughput, memory, two by parallel mode
+    for number, caption in enumerate(captions, 1):
+        assert caption.startswith(f"Figure {number}. ") and "?" in caption
+    tables = [block[-1] for block in blocks if block[0] == "table" and block[-1]]
+    assert [t.split(".")[0] for t in tables] == [f"Table {n}" for n in
+                                                 range(1, len(tables) + 1)]
+    md_path, html_path = write_report([run], tmp_path / "out", published)
+    page, md = html_path.read_text(), md_path.read_text()
+    assert len(re.findall(r"<figure><img [^>]+><figcaption>Figure \d+\. ", page)) == 5
+    assert "<caption>Table 1. " in page
+    assert re.search(r"!\[Figure 2\]\(report\.\w+\.png\)\n\n\*Figure 2\. How ", md)
+
+
+def test_one_configuration_has_one_colour_in_every_figure(tmp_path, published,
+                                                          record_factory):
+    records = [cell(record_factory, mode=mode, workers=workers, table_size=size)
+               for mode, workers in (("standalone", 1), ("hybrid", 2))
+               for size in (200_000, 1_000_000)]
+    records.append(cell(record_factory, embedding="hash", table_size=200_000))
+    run = store(tmp_path / "runs" / "c.jsonl", records)
+    drawn = {name: legend_colours(fig)
+             for name, fig in figures(build_blocks([run], published)).items()}
+    assert set(drawn) == {"auc", "throughput", "memory", "modes-throughput",
+                          "modes-memory"}
+    hybrid = "wide_deep / hybrid x2 / static"
+    assert all(hybrid in colours for colours in drawn.values())
+    for label in {label for colours in drawn.values() for label in colours}:
+        assert len({colours[label] for colours in drawn.values() if label in colours}) == 1
+    assert len(set(drawn["throughput"].values())) == 3  # three configurations
+
+
+def test_throughput_against_table_size_or_per_configuration(tmp_path, published,
+                                                            record_factory):
+    sizes = store(tmp_path / "runs" / "s.jsonl",
+                  [cell(record_factory, table_size=size) for size in (30_000, 10_000_000)])
+    blocks = build_blocks([sizes], published)
+    fig = figures(blocks)["throughput"]
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_ylim()[0] == 0
+    caption = next(b[-1] for b in blocks if b[0] == "figure" and b[1] == "throughput")
+    assert "less than 10x apart" in caption and "p90 step time" in caption
+    one = store(tmp_path / "runs" / "o.jsonl",
+                [cell(record_factory, model=model, table_size=1_330)
+                 for model in ("wide_deep", "dcn")])
+    blocks = build_blocks([one], published)
+    assert len(figures(blocks)["throughput"].axes[0].patches) == 2
+    caption = next(b[-1] for b in blocks if b[0] == "figure" and b[1] == "throughput")
+    assert "one table size (1,330 rows)" in caption
+
+
+def test_two_runs_compare_on_cell_id(tmp_path, published, record_factory):
+    first = standard_run(record_factory, tmp_path / "runs", "r1")
+    second = standard_run(record_factory, tmp_path / "runs", "r2", speed=1.5, limits=False)
+    md = write_report([first, second], tmp_path / "out", published)[0].read_text()
+    comparison = section(md, "Run comparison")
+    rows = {row["cell"]: row for row in md_rows(comparison, "cell")}
+    assert rows["dcn-standalonex1-static-t200000"]["samples/s ratio (2nd/1st)"] == "1.500"
+    assert "median samples/s ratio over 4 cells measured in both: 1.500" in comparison
+    assert {row["run"] for row in md_rows(section(md, "Throughput and memory"),
+                                          "run")} == {"r1", "r2"}
+
+
+def test_runs_without_ok_cells_still_report(tmp_path, record_factory):
+    path = store(tmp_path / "runs" / "r3.jsonl", [
+        record_factory(run_id="r3", status="skipped", spec={"hardware": "gpu"},
+                       reason="no GPU")])
     md_path, html_path = write_report([path], tmp_path / "out", published=[])
     md = md_path.read_text()
-    assert "0 ok, 1 skipped, 0 failed" in md and "plots omitted" in md
-    assert "no GPU" in md and "No machine-limit sidecar" in md
+    assert "0 ok, 1 skipped, 0 failed" in md and "figures omitted" in md
+    assert "no GPU" in md and "No machine-limit file" in md
     assert "data:image/png" not in html_path.read_text()
 
 
-def test_parallel_modes_and_hash_tables_get_their_sections(tmp_path, published):
-    path = tmp_path / "runs" / "p.jsonl"
-    for mode, workers, table_mb in (("standalone", 1, 64.0), ("data_parallel", 2, 64.0),
-                                    ("hybrid", 2, 32.0)):
-        r = record("p", "wide_deep", 1000000)
-        r["cell_id"] = f"wide_deep-{mode}x{workers}"
-        r["spec"].update(mode=mode, workers=workers)
-        r["metrics"].update(peak_rss_mb_per_worker=700.0, table_mb_per_worker=table_mb)
-        append_record(path, r)
-    hashed = record("p", "wide_deep", 1000000)
-    hashed["cell_id"] = "wide_deep-hash"
-    hashed["spec"]["embedding"] = "hash"
-    hashed["metrics"].update(hash_live_rows=900, hash_admitted=1000, hash_evicted=100,
-                             hash_candidates=25, hash_default_fraction=0.0125,
-                             hash_index_mb=1.5)
-    append_record(path, hashed)
-    md_path, _ = write_report([path], tmp_path / "out", published)
-    md = md_path.read_text()
-    modes = md.split("## Parallel modes")[1].split("\n## ")[0]
-    assert "hybrid x2" in modes and "data_parallel x2" in modes and "32.00" in modes
-    assert "report.modes-throughput.png" in modes and "report.modes-memory.png" in modes
+def test_parallel_modes_and_hash_tables_get_their_sections(tmp_path, published,
+                                                           record_factory):
+    records = [cell(record_factory, mode=mode, workers=workers, table_size=1_000_000,
+                    peak_rss_mb_per_worker=700.0, table_mb_per_worker=table_mb)
+               for mode, workers, table_mb in (("standalone", 1, 64.0),
+                                               ("data_parallel", 2, 64.0),
+                                               ("hybrid", 2, 32.0))]
+    records.append(cell(record_factory, embedding="hash", table_size=1_000_000,
+                        hash_live_rows=900, hash_admitted=1000, hash_evicted=100,
+                        hash_candidates=25, hash_default_fraction=0.0125,
+                        hash_index_mb=1.5))
+    run = store(tmp_path / "runs" / "p.jsonl", records)
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    modes = md_rows(section(md, "Parallel modes"), "model")
+    assert [(row["mode × workers"], row["tables per worker (MiB)"]) for row in modes] == [
+        ("standalone x1", "64.00"), ("data_parallel x2", "64.00"), ("hybrid x2", "32.00")]
+    assert "report.modes-throughput.png" in md and "report.modes-memory.png" in md
     assert (tmp_path / "out" / "report.modes-memory.png").stat().st_size > 1000
-    hash_section = md.split("## Hash tables")[1].split("\n## ")[0]
-    assert "1.25%" in hash_section and "wide_deep-hash" in hash_section
+    hashed = md_rows(section(md, "Hash tables"), "model")
+    assert [(row["default lookups"], row["live rows"]) for row in hashed] == [
+        ("1.2%", "900")]
+    records = [cell(record_factory, mode=mode, peak_rss_mb_per_worker=None)
+               for mode in ("standalone", "hybrid")]
+    md = write_report([store(tmp_path / "runs" / "n.jsonl", records)], tmp_path / "n",
+                      published)[0].read_text()
+    assert "No figure of memory per worker: no cell recorded it." in md
+    assert "report.modes-throughput.png" in md and "report.modes-memory.png" not in md
+
+
+def test_real_version_1_records_report(tmp_path, published):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(DATA / "records-v1.jsonl", runs / "v1.jsonl")
+    (runs / "v1.limits.json").write_text(json.dumps(
+        {"sgemm_gflops": 185.67, "mem_bw_gbs": 20.96, "measured_at": "2026-12-03T07:34"}))
+    md = write_report([runs / "v1.jsonl"], tmp_path / "out", published)[0].read_text()
+    for title in ("Quality", "Throughput and memory", "Parallel modes", "Hash tables",
+                  "Roofline fraction", "Skipped and failed cells", "Environment"):
+        assert f"\n## {title}\n" in md
+    quality = md_rows(section(md, "Quality"), "model")
+    # The /1 cell definitions migrate, so the generator vocabulary is known.
+    assert {row["generator vocabulary (v)"] for row in quality} == {"2,000"}
+    assert {row["mode × workers"] for row in quality} == {"standalone x1", "hybrid x2"}
+    limits = md_rows(section(md, "Environment"), "run")
+    assert [(row["phase"], row["sgemm best (GFLOP/s)"]) for row in limits] == [
+        ("start", "185.7")]
+
+
+def test_report_of_a_real_sweep(tiny_sweep, tmp_path, published):
+    _, records = tiny_sweep
+    md_path, html_path = write_report([records], tmp_path / "out", published)
+    md = md_path.read_text()
+    quality = md_rows(section(md, "Quality"), "model")
+    assert {row["generator vocabulary (v)"] for row in quality} == {"2,000"}
+    assert all(0 < int(row["data vocabulary"].replace(",", "")) < 2000 for row in quality)
+    assert {row["mode × workers"] for row in quality} == {"standalone x1", "hybrid x2"}
+    limits = md_rows(section(md, "Environment"), "run")
+    assert [row["phase"] for row in limits] == ["start", "end"]
+    assert all(re.fullmatch(r"[\d.]+\.\.[\d.]+\.\.[\d.]+", row["sgemm min..median..best"])
+               for row in limits)
+    assert html_path.read_text().count("<figure>") == 5
