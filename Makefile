@@ -1,17 +1,23 @@
 # Two commands do everything on a fresh machine: `make bench` and `make test`.
 # Each creates .venv when missing and (re)installs the project when pyproject.toml changes.
+# `make install VENV=DIR` installs into another virtualenv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench test test-all gate gate-baseline asv asv-quick microbench clean
+.PHONY: install bench test test-fast test-all gate gate-baseline asv asv-quick asv-machine microbench clean
 
+# One line while pip works; its output goes to $(VENV)/install.log, whose end is shown
+# when the install fails.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "installing mindrec-bench and its dependencies into $(VENV) (first run: a few minutes)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/python -m pip install --upgrade pip && \
+	   $(BIN)/python -m pip install -e '.[test]'; } > $(VENV)/install.log 2>&1 || { \
+	  echo "install failed; the end of $(VENV)/install.log:"; \
+	  tail -n 40 $(VENV)/install.log; exit 1; }
+	@touch $(STAMP)
 
 install: $(STAMP)
 
@@ -20,9 +26,14 @@ bench: $(STAMP)
 	$(BIN)/mindrec-bench sweep --suite quick
 	$(BIN)/mindrec-bench report
 
-# Fast default suite (slow tests excluded); `make test-all` runs everything.
+# The default suite (what CI runs): unit and integration tests, slow ones excluded;
+# `make test-fast` is the edit loop (unit tests only, no subprocess sweeps or msrun
+# jobs); `make test-all` runs everything.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
@@ -47,20 +58,25 @@ gate-baseline: $(STAMP)
 
 # Regression tracking: build the current commit in its own virtualenv, benchmark, publish.
 ASV := $(BIN)/asv
-asv: $(STAMP)
-	$(ASV) machine --yes
+asv: asv-machine
 	$(ASV) run HEAD^! --show-stderr
 	$(ASV) publish
 
 # Quick look in .venv (working tree), filed under the current commit; clean trees only.
-asv-quick: $(STAMP)
-	$(ASV) machine --yes
+asv-quick: asv-machine
 	$(ASV) run --environment existing:$(abspath $(BIN))/python --set-commit-hash $$(git rev-parse HEAD) --quick --show-stderr
 	$(ASV) publish
 
+# asv files results by machine, and `asv run` stops to ask about a machine it does not
+# know (~/.asv-machine.json). Describe this one (named after its host) from the facts asv
+# reads itself, without questions; asv's output is shown only if that fails.
+asv-machine: $(STAMP)
+	@out=$$($(ASV) machine --yes 2>&1) || { echo "$$out"; exit 1; }
+	@echo "asv: machine $$(hostname), described in ~/.asv-machine.json"
+
 # Micro suites: save the run, fail on a confirmed median regression (first run = baseline).
 microbench: $(STAMP)
-	$(BIN)/python bench/micro/run.py $(if $(MICROBENCH_THRESHOLD),--threshold $(MICROBENCH_THRESHOLD))
+	$(BIN)/mindrec-bench microbench $(if $(MICROBENCH_THRESHOLD),--threshold $(MICROBENCH_THRESHOLD))
 
 clean:
 	rm -rf results/runs results/report.* results/cache

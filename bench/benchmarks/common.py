@@ -15,7 +15,7 @@ measured changes without a size changing.
 
 Importing this module does not import MindSpore (discovery and ``asv check`` import
 every benchmark module): the mindrec functions that load it are imported inside the
-methods that need them.
+methods that need them (``mindrec.data.criteo``, imported here, needs only numpy).
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ import hashlib
 import importlib.util
 import json
 from pathlib import Path
+
+from mindrec.data.criteo import NUM_FIELDS  # no MindSpore behind it
 
 SUITE_VERSION = 1
 
@@ -41,11 +43,14 @@ TRAIN_STEPS = 100  # steps of the setup_cache training of each combination (~2 e
 WARMUP_STEPS = 2  # steps run before any timing (the first one compiles the graph)
 TIMED_STEPS = 10  # train steps in one time_train_step sample
 PEAKMEM_STEPS = 20  # train steps inside peakmem_train
+# embedding.HashIndexOps: random int64 keys held by the index, Zipf-skewed queries, and
+# one training step's keys (a batch of batch_rows rows, one key per field).
+HASH_INDEX = {"keys": 1_000_000, "zipf": 1.1, "seed": 0, "batch_rows": 1000}
 
 SIZES = {"data": DATA, "convert_input": CONVERT_INPUT, "preset": PRESET,
          "tables": {k: list(v) for k, v in TABLES.items()}, "train_steps": TRAIN_STEPS,
          "warmup_steps": WARMUP_STEPS, "timed_steps": TIMED_STEPS,
-         "peakmem_steps": PEAKMEM_STEPS}
+         "peakmem_steps": PEAKMEM_STEPS, "hash_index": HASH_INDEX, "fields": NUM_FIELDS}
 VERSION = f"{SUITE_VERSION}-" + hashlib.sha256(
     json.dumps(SIZES, sort_keys=True).encode()).hexdigest()[:10]
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 
-from .common import VERSION
-
-KEYS = 1_000_000  # keys held by the index
-BATCH_KEYS = 39_000  # keys of one training step (1000 rows x 39 fields)
+from .common import HASH_INDEX, NUM_FIELDS, VERSION
 
 
 class HashIndexOps:
-    """``lookup`` of 1M Zipf-skewed keys, and ``train_lookup`` + ``advance`` of a step."""
+    """``lookup`` of 1M Zipf-skewed keys, and ``train_lookup`` + ``advance`` of a step
+    (common.HASH_INDEX)."""
 
     timeout = 120
     number = 1
@@ -28,10 +26,11 @@ class HashIndexOps:
         import numpy as np
 
         from mindrec.embedding.hash_index import HashIndex
-        rng = np.random.default_rng(0)
-        keys = np.unique(rng.integers(0, 2**62, int(KEYS * 1.01)))[:KEYS]
-        self.queries = keys[(rng.zipf(1.1, KEYS) - 1) % len(keys)]
-        self.batch = self.queries[:BATCH_KEYS]
+        size = HASH_INDEX["keys"]
+        rng = np.random.default_rng(HASH_INDEX["seed"])
+        keys = np.unique(rng.integers(0, 2**62, int(size * 1.01)))[:size]
+        self.queries = keys[(rng.zipf(HASH_INDEX["zipf"], size) - 1) % len(keys)]
+        self.batch = self.queries[:HASH_INDEX["batch_rows"] * NUM_FIELDS]
         self.index = HashIndex(len(keys))
         self.index.insert(keys)  # also compiles (or loads) the numba kernels
         self.index.lookup(self.batch)

@@ -6,9 +6,8 @@ of every row vs lazy updates of the touched rows).
 """
 from __future__ import annotations
 
-from itertools import islice
-
 from .common import PEAKMEM_STEPS, TIMED_STEPS, WARMUP_STEPS, ModelBenchmark, run_config
+from .loops import held_batch_loop
 
 
 class TrainSteps(ModelBenchmark):
@@ -17,24 +16,13 @@ class TrainSteps(ModelBenchmark):
 
     def setup(self, cache, model, table_size):
         self.check_supported(cache)
-        from mindspore import Tensor
-        from mindrec.train.step import TrainStep
-        from mindrec.train.trainer import batches, build
-
+        from mindrec.train.trainer import build
         run = run_config(model, table_size, TIMED_STEPS + WARMUP_STEPS)
-        network = build(run, cache["data"])
-        self.step = TrainStep(network)
-        self.step.set_train(True)
-        stream = batches(cache["data"], "train", run.train.batch_size, run.train.table_size,
-                         shuffle=True, seed=run.train.seed, drop_remainder=True)
-        self.batches = [tuple(Tensor(a) for a in batch)
-                        for batch in islice(stream, TIMED_STEPS)]
-        for i in range(WARMUP_STEPS):
-            self.step(*self.batches[i % len(self.batches)]).asnumpy()
+        self.loop = held_batch_loop(build(run, cache["data"]), run, cache["data"],
+                                    TIMED_STEPS, WARMUP_STEPS)
 
     def time_train_step(self, cache, model, table_size):
-        for ids, vals, labels in self.batches:
-            self.step(ids, vals, labels).asnumpy()  # wait for the step, as fit() does
+        self.loop()
 
 
 class TrainMemory(ModelBenchmark):

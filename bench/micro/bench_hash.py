@@ -8,12 +8,13 @@ values over the whole range, so they carry no locality a sequential id would giv
 from __future__ import annotations
 
 import time
-from itertools import islice
 
 import numpy as np
 import pytest
 
+from bench.benchmarks.loops import held_batch_loop
 from bench.micro.settings import BATCH, HASH_KEYS, HASH_RATIO_PAIRS, HASH_TRAIN_STEPS, SEED
+from mindrec.data.criteo import NUM_FIELDS
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +69,7 @@ def test_numpy_sorted_lookup(benchmark, keys, queries, per_second):
 
 def test_index_train_lookup(benchmark, filled_index, queries, per_second):
     """HashIndex.train_lookup + advance: hit counting, admission, eviction bookkeeping."""
-    batch = queries[:BATCH * 39]
+    batch = queries[:BATCH * NUM_FIELDS]
 
     def step():
         filled_index.train_lookup(batch)
@@ -103,35 +104,18 @@ def test_dict_insert(benchmark, keys, per_second):
 @pytest.fixture(scope="session")
 def train_loops(runtime, dataset) -> dict:
     """HASH_TRAIN_STEPS Wide&Deep (cpu-small) train steps on held batches, per table
-    kind. Hash tables always take sparse updates, so ``static-sparse`` is their
-    like-for-like twin; ``static-dense`` is what a static table of this size uses by
-    default. With hash tables each step also turns its keys into slots and ends the
-    index step."""
-    from mindspore import Tensor
-
+    kind, after one warm-up pass (which compiles and admits every key). Hash tables
+    always take sparse updates, so ``static-sparse`` is their like-for-like twin;
+    ``static-dense`` is what a static table of this size uses by default. With hash
+    tables each step also turns its keys into slots and ends the index step."""
     from mindrec.config import build_run_config
-    from mindrec.train.step import TrainStep
-    from mindrec.train.trainer import batches, build
-
-    held = list(islice(batches(dataset, "train", BATCH, shuffle=True, seed=SEED,
-                               drop_remainder=True), HASH_TRAIN_STEPS))
+    from mindrec.train.trainer import build
     loops = {}
     for name, kind, sparse in TABLES:
         run = build_run_config("wide_deep", "cpu-small", embedding={"kind": kind},
                                train_overrides={"seed": SEED, "sparse": sparse})
-        network = build(run, dataset)
-        step = TrainStep(network)
-        step.set_train(True)
-
-        def loop(step=step, index=network.hash_index) -> None:
-            for ids, vals, labels in held:
-                slots = ids if index is None else index.train_lookup(ids)[0]
-                step(Tensor(slots), Tensor(vals), Tensor(labels)).asnumpy()
-                if index is not None:
-                    index.advance()
-
-        loop()  # compile and admit every key
-        loops[name] = loop
+        loops[name] = held_batch_loop(build(run, dataset), run, dataset, HASH_TRAIN_STEPS,
+                                      warmup_steps=HASH_TRAIN_STEPS)
     return loops
 
 

@@ -1,11 +1,10 @@
 """Training-side kernels: the embedding step, AUC, and the peak-memory sampler's cost."""
 from __future__ import annotations
 
-from itertools import islice
-
 import numpy as np
 import pytest
 
+from bench.benchmarks.loops import held_batch_loop
 from bench.micro.settings import (AUC_ROWS, BATCH, EMBEDDING_DIM, EMBEDDING_ROWS,
                                   SAMPLER_PAIRS, SAMPLER_ROUNDS, SAMPLER_STEPS, SEED)
 
@@ -48,7 +47,7 @@ def _embedding_step(sparse: bool):
 @pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "dense"])
 def test_embedding_grad_step(benchmark, runtime, parsed_chunk, vocabulary, sparse, per_second):
     """Forward + backward + update of a 100k x 16 table on one batch of 1000 encoded
-    rows (39 lookups each). Dense updates every row's Adam state; sparse only the rows
+    rows (one lookup per field). Dense updates every row's Adam state; sparse only the rows
     the batch touched."""
     from mindspore import Tensor
 
@@ -76,27 +75,13 @@ def test_roc_auc_1m(benchmark, per_second):
 
 @pytest.fixture(scope="session")
 def train_loop(runtime, dataset):
-    """SAMPLER_STEPS Wide&Deep (cpu-small) train steps on batches held in memory."""
-    from mindspore import Tensor
-
+    """SAMPLER_STEPS Wide&Deep (cpu-small) train steps on batches held in memory, after
+    two warm-up passes."""
     from mindrec.config import build_run_config
-    from mindrec.train.step import TrainStep
-    from mindrec.train.trainer import batches, build
-
+    from mindrec.train.trainer import build
     run = build_run_config("wide_deep", "cpu-small", train_overrides={"seed": SEED})
-    step = TrainStep(build(run, dataset))
-    step.set_train(True)
-    held = [tuple(Tensor(a) for a in batch) for batch in
-            islice(batches(dataset, "train", BATCH, shuffle=True, seed=SEED,
-                           drop_remainder=True), SAMPLER_STEPS)]
-
-    def loop() -> None:
-        for ids, vals, labels in held:
-            step(ids, vals, labels).asnumpy()
-
-    loop()  # compile and warm up
-    loop()
-    return loop
+    return held_batch_loop(build(run, dataset), run, dataset, SAMPLER_STEPS,
+                           warmup_steps=2 * SAMPLER_STEPS)
 
 
 def _interleaved_ratio(loop, pairs: int) -> float:

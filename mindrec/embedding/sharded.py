@@ -96,14 +96,21 @@ class ShardedEmbedding(nn.Cell):
         ids (B, F) int32 global ids, the same B and F on every rank
         -> rows (B, F, dim) float32.
 
+    A lookup ``table(ids)`` is a collective: it runs only in the workers of a job, whose
+    rank and size ``init_worker()`` returns. The shard of rank 1 of 2, outside a job:
+
     Example::
 
-        >>> rank, size = init_worker()
-        >>> table = ShardedEmbedding(1000, 8, sparse=True, init_std=0.01, rank=rank, size=size)
-        >>> table.table.shape          # 500 owned rows + 1 padding row on 2 workers
-        (501, 8)
-        >>> table(Tensor(np.zeros((2, 39), np.int32))).shape
-        (2, 39, 8)
+        >>> import numpy as np
+        >>> table = ShardedEmbedding(5, 2, sparse=True, init_std=0.01, rank=1, size=2)
+        >>> table.global_ids()         # the odd rows
+        array([1, 3])
+        >>> table.table.shape          # 2 owned rows + 1 padding row
+        (3, 2)
+        >>> table.load_full(np.arange(10, dtype=np.float32).reshape(5, 2))
+        >>> table.local_rows()
+        array([[2., 3.],
+               [6., 7.]], dtype=float32)
     """
 
     def __init__(self, vocab_size: int, dim: int, sparse: bool, init_std: float, rank: int,

@@ -23,6 +23,8 @@ class StaticEmbedding(nn.Cell):
 
     Example::
 
+        >>> import numpy as np
+        >>> from mindspore import Tensor
         >>> table = StaticEmbedding(1000, 8, sparse=True, init_std=0.01)
         >>> table(Tensor(np.zeros((2, 39), np.int32))).shape
         (2, 39, 8)
