@@ -40,7 +40,7 @@ import yaml
 
 from bench.job.hardware import HARDWARE
 from mindrec.config import (DEFAULT_PRESET, MODEL_CONFIGS, SECTIONS, ConfigError, RunConfig,
-                            from_dict, run_config_from_sections)
+                            from_dict, reject_unknown, run_config_from_sections)
 from mindrec.data.convert import DEFAULT_THRESHOLD
 from mindrec.data.synthetic import SyntheticSpec
 
@@ -298,10 +298,7 @@ def load_suite(name_or_path: str) -> Suite:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a suite is a mapping of {', '.join(sorted(_SUITE_KEYS))}")
-    unknown = sorted(set(data) - _SUITE_KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: "
-                          f"{', '.join(sorted(_SUITE_KEYS))}")
+    reject_unknown(data, sorted(_SUITE_KEYS), str(path))
     fixed = _flatten(data.get("fixed") or {}, f"{path}: fixed")
     grid = data.get("grid") or {}
     if not isinstance(grid, dict):

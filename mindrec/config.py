@@ -235,6 +235,14 @@ class RunConfig:
         return json_ready(dataclasses.asdict(self))
 
 
+def reject_unknown(values: dict, allowed, where: str, what: str = "key") -> None:
+    """Raise ConfigError naming every key of ``values`` that is not in ``allowed``."""
+    unknown = sorted(map(str, set(values) - set(allowed)))
+    if unknown:
+        raise ConfigError(f"{where}: unknown {what}(s) {', '.join(unknown)}; valid "
+                          f"{what}s: {', '.join(allowed)}")
+
+
 def from_dict(cls, values: dict, where: str = "config"):
     """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types.
 
@@ -244,11 +252,7 @@ def from_dict(cls, values: dict, where: str = "config"):
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                          f"valid keys: {', '.join(sorted(names))}")
+    reject_unknown(values, sorted(f.name for f in dataclasses.fields(cls)), where)
     missing = sorted(f.name for f in dataclasses.fields(cls)
                      if f.name not in values and f.default is dataclasses.MISSING
                      and f.default_factory is dataclasses.MISSING)
@@ -342,10 +346,7 @@ def run_config_from_sections(model: str, preset: str, sections: dict,
                           f"{', '.join(PRESETS)}")
     if not isinstance(sections, dict):
         raise ConfigError(f"{where}: expected a mapping of {', '.join(SECTIONS)}")
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; valid "
-                          f"sections: {', '.join(SECTIONS)}")
+    reject_unknown(sections, SECTIONS, where, "section")
     for name, values in sections.items():
         if not isinstance(values, dict):
             raise ConfigError(f"{where}.{name}: expected a mapping of field: value, "
@@ -387,8 +388,5 @@ def load_config_file(path: str | Path) -> dict:
     allowed = ("model", "preset", *SECTIONS)
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of {', '.join(allowed)}")
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; valid "
-                          f"keys: {', '.join(allowed)}")
+    reject_unknown(values, allowed, str(path))
     return values
