@@ -99,7 +99,13 @@ def read_limits(path: str | Path) -> RunLimits:
     Raises:
         ValueError: another schema, or no start measurement.
     """
-    document = json.loads(Path(path).read_text())
+    try:
+        document = json.loads(Path(path).read_text(errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); a truncated or "
+                         f"damaged limits file") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: not a limits file (expected a JSON object)")
     schema = document.get("schema")
     if schema is None and "sgemm_gflops" in document:  # version 1
         measurements = [{**{key: document.get(key) for key in MEASUREMENT_KEYS},

@@ -85,3 +85,13 @@ def test_a_sweep_measures_at_every_start_and_end(tmp_path, quick_kernels):
     run = read_limits(path)
     assert [m["phase"] for m in run.measurements] == ["start", "end", "resume", "end"]
     assert run.in_force == run.measurements[2]
+
+
+def test_a_damaged_limits_file_is_named(tmp_path):
+    path = tmp_path / "run.limits.json"
+    path.write_text('{"schema": "mindrec-bench/limits/2", "measurements": [{"pha')
+    with pytest.raises(ValueError, match="run.limits.json: not JSON.*truncated"):
+        read_limits(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="run.limits.json: not a limits file"):
+        read_limits(path)
