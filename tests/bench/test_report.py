@@ -378,6 +378,7 @@ def test_real_version_1_records_report(tmp_path, published):
         ("start", "185.7")]
 
 
+@pytest.mark.integration
 def test_report_of_a_real_sweep(tiny_sweep, tmp_path, published):
     _, records = tiny_sweep
     md_path, html_path = write_report([records], tmp_path / "out", published)
