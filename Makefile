@@ -28,12 +28,12 @@ bench: $(STAMP)
 
 # The default suite (what CI runs): unit and integration tests, slow ones excluded;
 # `make test-fast` is the edit loop (unit tests only, no subprocess sweeps or msrun
-# jobs); `make test-all` runs everything.
+# jobs, on two pytest workers: 82 s here); `make test-all` runs everything.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not integration"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not integration"
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
