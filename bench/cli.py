@@ -9,13 +9,15 @@ from pathlib import Path
 
 import yaml
 
+from bench import microbench
 from bench.gate import Thresholds
-from bench.results import metric
 from bench.job.launcher import DistributedJobError
-from bench.microbench import DEFAULT_STORAGE, DEFAULT_THRESHOLD, DEFAULT_WINDOW
+from bench.results import metric
 from mindrec.config import (DEFAULT_PRESET, MODEL_CONFIGS, PRESETS, SECTIONS, ConfigError,
                             EmbeddingConfig, EmbeddingKind, ParallelConfig, ParallelMode,
                             RunConfig, SparseMode, TrainConfig)
+from mindrec.data.criteo import DEFAULT_THRESHOLD, DENSE_TRANSFORMS
+from mindrec.data.synthetic import SyntheticSpec
 
 # A parallel `train` job is killed after this long unless --timeout says otherwise.
 _DEFAULT_JOB_TIMEOUT_S = 3600.0
@@ -29,9 +31,9 @@ def _data_synth(args) -> int:
 
 
 def _data_convert(args) -> int:
-    from mindrec.data.convert import DEFAULT_THRESHOLD, convert
+    from mindrec.data.convert import convert
     meta = convert(args.input, args.out,
-                   threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+                   threshold=args.threshold,
                    test_ratio=args.test_ratio, seed=args.seed, on_bad_row=args.on_bad_row,
                    dense_transform=args.dense_transform, overwrite=args.overwrite,
                    progress=sys.stderr)
@@ -197,8 +199,7 @@ def _hash_drift(args) -> int:
 
 
 def _microbench(args) -> int:
-    from bench.microbench import run_microbench
-    return run_microbench(args.threshold, args.window, args.storage, args.pytest_args)
+    return microbench.run_microbench(args.threshold, args.window, args.storage, args.pytest_args)
 
 
 def _field_help(cls, name: str, what: str = "") -> str:
@@ -225,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_verbs = data.add_subparsers(dest="data_verb", required=True)
     synth = data_verbs.add_parser("synth", help="write synthetic Criteo-format data")
     synth.add_argument("--rows", type=int, required=True)
-    synth.add_argument("--vocab", type=int, default=200_000,
-                       help="target categorical cardinality (default 200000)")
+    synth.add_argument("--vocab", type=int, default=SyntheticSpec.vocab,
+                       help=f"target categorical cardinality (default {SyntheticSpec.vocab})")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--out", type=Path, required=True)
     synth.set_defaults(func=_data_synth)
@@ -235,13 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--input", type=Path, required=True,
                       help="Criteo train.txt / day_N, plain or .gz")
     conv.add_argument("--out", type=Path, required=True)
-    conv.add_argument("--threshold", type=int, default=None,
+    conv.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
                       help="a category gets its own id when seen more than T times "
-                           "(default 2; the original uses 100 for Kaggle, 6 for 1TB)")
+                           f"(default {DEFAULT_THRESHOLD}; the original uses 100 for Kaggle, "
+                           "6 for 1TB)")
     conv.add_argument("--test-ratio", type=float, default=0.1)
     conv.add_argument("--seed", type=int, default=0)
     conv.add_argument("--on-bad-row", choices=("stop", "skip"), default="stop")
-    from mindrec.data.criteo import DENSE_TRANSFORMS  # numpy only, no MindSpore
     conv.add_argument("--dense-transform", choices=DENSE_TRANSFORMS, default="max",
                       help="dense value x -> x / max(field) (default, as the original) or "
                            "log(1 + x) for x > 0, else 0")
@@ -356,14 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "each median with the median of the last runs; a regression is run "
                     "again and fails only if it persists. The first run on a machine "
                     "passes and becomes the baseline. Arguments after -- go to pytest.")
-    micro.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="PCT",
+    micro.add_argument("--threshold", type=float, default=microbench.DEFAULT_THRESHOLD, metavar="PCT",
                        help=f"fail when a median is more than PCT percent above its "
-                            f"baseline (default {DEFAULT_THRESHOLD:g})")
-    micro.add_argument("--window", type=int, default=DEFAULT_WINDOW, metavar="N",
+                            f"baseline (default {microbench.DEFAULT_THRESHOLD:g})")
+    micro.add_argument("--window", type=int, default=microbench.DEFAULT_WINDOW, metavar="N",
                        help=f"baseline = median over the last N saved runs "
-                            f"(default {DEFAULT_WINDOW})")
-    micro.add_argument("--storage", type=Path, default=DEFAULT_STORAGE, metavar="DIR",
-                       help=f"where runs are saved (default {DEFAULT_STORAGE})")
+                            f"(default {microbench.DEFAULT_WINDOW})")
+    micro.add_argument("--storage", type=Path, default=microbench.DEFAULT_STORAGE, metavar="DIR",
+                       help=f"where runs are saved (default {microbench.DEFAULT_STORAGE})")
     micro.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS",
                        help="passed on to pytest, e.g. -- -k criteo")
     micro.set_defaults(func=_microbench)

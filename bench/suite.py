@@ -41,7 +41,7 @@ import yaml
 from bench.job.hardware import HARDWARE
 from mindrec.config import (DEFAULT_PRESET, MODEL_CONFIGS, SECTIONS, ConfigError, RunConfig,
                             from_dict, reject_unknown, run_config_from_sections)
-from mindrec.data.convert import DEFAULT_THRESHOLD
+from mindrec.data.criteo import DEFAULT_THRESHOLD
 from mindrec.data.synthetic import SyntheticSpec
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"

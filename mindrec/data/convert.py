@@ -25,20 +25,13 @@ from typing import TextIO
 
 import numpy as np
 
-from mindrec.data.criteo import (OUTLIER_FACTOR, OUTLIER_QUANTILE, CriteoFormatError,
+from mindrec.data.criteo import (DEFAULT_THRESHOLD, OUTLIER_FACTOR, OUTLIER_QUANTILE, CriteoFormatError,
                                  DenseOutlier, DenseTransform, OnBadRow, Vocabulary,
                                  VocabularyBuilder, check_dense_transform, encode, iter_chunks)
 from mindrec.data.dataset import (DATA_FILES, FILES, META_FILE, META_SCHEMA, DatasetError,
                                   file_record, read_meta_json, schema_version)
 from mindrec.data.mindrecord import PACK_SIZE, PackedWriter
 from mindrec.metrics import log_loss, roc_auc
-
-DEFAULT_THRESHOLD = 2
-"""Default count threshold: a token is admitted when seen more than this many times.
-
-Suits the synthetic data (about 300k rows). The original MindRec uses 100 for the 45M-row
-Kaggle set (6 for Criteo 1TB): pass ``threshold=100`` (``--threshold 100``) for real data.
-"""
 
 _BAD_LINES_KEPT = 20
 _OVERWRITE_HINT = "--overwrite / overwrite=True replaces a dataset made by this tool"

@@ -32,6 +32,13 @@ NUM_FIELDS = NUM_DENSE + NUM_CATEGORICAL
 NUM_COLUMNS = 1 + NUM_FIELDS
 
 OnBadRow = Literal["stop", "skip"]
+
+DEFAULT_THRESHOLD = 2
+"""Default count threshold: a token is admitted when seen more than this many times.
+
+Suits the synthetic data (about 300k rows). The original MindRec uses 100 for the 45M-row
+Kaggle set (6 for Criteo 1TB): pass ``threshold=100`` (``--threshold 100``) for real data.
+"""
 DenseTransform = Literal["max", "log1p"]
 DENSE_TRANSFORMS = ("max", "log1p")
 """How a dense value x is encoded: "max" is x / max(field), as the original MindRec (and
