@@ -124,8 +124,11 @@ def run_cell_process(spec: CellSpec, data: Path, run_id: str, suite: Suite,
     why = (f"timed out after {suite.timeout_s:.0f} s" if code is None
            else f"exited with code {code} after {time.monotonic() - started:.0f} s")
     tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-    return unmeasured_record(spec, run_id, suite.name, f"cell {why}; log {log_path}:\n"
-                          + "\n".join(tail), status="failed")
+    # The last line of a crashed cell's log is its exception: it leads the reason.
+    last = next((line.strip() for line in reversed(tail) if line.strip()), "no output")
+    return unmeasured_record(spec, run_id, suite.name,
+                             f"cell {why}: {last}\nlog {log_path}:\n" + "\n".join(tail),
+                             status="failed")
 
 
 def describe(record: dict) -> str:
