@@ -24,8 +24,9 @@ _DEFAULT_JOB_TIMEOUT_S = 3600.0
 
 
 def _data_synth(args) -> int:
-    from mindrec.data.synthetic import SyntheticSpec, generate
-    summary = generate(SyntheticSpec(rows=args.rows, vocab=args.vocab, seed=args.seed), args.out)
+    from mindrec.data.synthetic import generate
+    summary = generate(SyntheticSpec(rows=args.rows, vocab=args.vocab, seed=args.seed,
+                                     zipf_exponent=args.zipf), args.out)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--vocab", type=int, default=SyntheticSpec.vocab,
                        help=f"target categorical cardinality (default {SyntheticSpec.vocab})")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--zipf", type=float, default=SyntheticSpec.zipf_exponent,
+                       help="exponent of the per-field Zipf law of ids (default "
+                            f"{SyntheticSpec.zipf_exponent})")
     synth.add_argument("--out", type=Path, required=True)
     synth.set_defaults(func=_data_synth)
 

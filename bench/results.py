@@ -154,6 +154,17 @@ SPEC = _keys(
           required=False, nullable=True, label="evict after"),
     _spec("capacity", int, "hash: rows available (null: the table size)", required=False,
           nullable=True, label="hash capacity", unit="rows"),
+    _spec("cache_device_rows", int, "cache: rows of the device tier (null: no cache)",
+          required=False, nullable=True, label="device rows", unit="rows"),
+    _spec("cache_device_fraction", (int, float), "cache: device rows asked for, as a "
+          "fraction of the rows the data touches", required=False, nullable=True,
+          label="device fraction"),
+    _spec("cache_tiers", str, "cache: the tiers behind the device, top to bottom",
+          required=False, nullable=True, label="tiers behind"),
+    _spec("cache_policy", str, "cache: lru or lfu", required=False, nullable=True,
+          label="policy"),
+    _spec("cache_lookahead", int, "cache: batches staged ahead by the prefetch thread",
+          required=False, nullable=True, label="lookahead"),
     _spec("measurement_id", str, "the id shared by the repeats of one measurement (the "
           "gate pools them)"),
     _spec("cell", dict, "the suite cell's definition (axes and config overrides)",
@@ -162,8 +173,8 @@ SPEC = _keys(
           required=False),
 )
 
-_T, _M, _Q, _R, _P, _H, _L = ("throughput", "memory", "quality", "roofline", "parallel",
-                              "hash", "machine")
+_T, _M, _Q, _R, _P, _H, _L, _C = ("throughput", "memory", "quality", "roofline",
+                                  "parallel", "hash", "machine", "cache")
 METRICS = _keys(
     _metric("samples_per_s", "global batch size / median timed step", unit="samples/s",
             section=_T, label="samples/s", required=True),
@@ -227,6 +238,77 @@ METRICS = _keys(
             unit="", section=_H, label="default lookups"),
     _metric("hash_index_mb", "hash: memory of the host key index", unit="MiB",
             section=_H, label="index"),
+    _metric("cache_hit_rate", "cache: key lookups of training steps answered by the "
+            "device tier", unit="", section=_C, label="device hit rate"),
+    _metric("cache_hit_rate_unique", "cache: distinct keys of training steps already in "
+            "the device tier", unit="", section=_C, label="device hit rate (distinct keys)"),
+    _metric("cache_hit_curve", "cache: the device hit rate of each step's distinct keys "
+            "(the warm-up curve)", unit="", section=_C, types=list),
+    _metric("cache_cold_misses", "cache: rows created (no tier held the key: first use "
+            "or an admission)", unit="rows", section=_C, label="cold misses", types=int),
+    _metric("cache_capacity_misses", "cache: rows fetched into the device from a tier "
+            "below (held before, evicted for room)", unit="rows", section=_C,
+            label="capacity misses", types=int),
+    _metric("cache_victims", "cache: rows evicted from the device for room", unit="rows",
+            section=_C, label="victims", types=int),
+    _metric("cache_written_back", "cache: victims that were dirty, written below",
+            unit="rows", section=_C, label="written back", types=int),
+    _metric("cache_fetched_per_step", "cache: rows fetched into the device per step",
+            unit="rows", section=_C, label="fetched per step"),
+    _metric("cache_written_back_per_step", "cache: rows written back per step",
+            unit="rows", section=_C, label="written back per step"),
+    _metric("cache_exposed_fetch_ms", "cache: per step, the time training waited for "
+            "rows from below (and for its batch)", unit="ms", section=_C,
+            label="exposed fetch"),
+    _metric("cache_hidden_fetch_ms", "cache: per step, fetch time the prefetch thread "
+            "spent while training ran", unit="ms", section=_C, label="hidden fetch"),
+    _metric("cache_device_mb", "cache: bytes of the device tier (rows and optimizer "
+            "state)", unit="MiB", section=_C, label="device tier"),
+    _metric("cache_remote_peak_rss_mb", "cache: peak RSS of the Redis-protocol server "
+            "the run started (null: none, or the user's)", unit="MiB", section=_C,
+            label="server peak RSS"),
+    _metric("cache_host_hit_rate", "cache: share of the keys asked of the host tier "
+            "that it held", unit="", section=_C, label="host hit rate"),
+    _metric("cache_host_rows_held", "cache: rows in the host tier at the end",
+            unit="rows", section=_C, label="host rows", types=int),
+    _metric("cache_host_mb_held", "cache: bytes of the rows in the host tier at the end",
+            unit="MiB", section=_C, label="host held"),
+    _metric("cache_host_mb_read", "cache: bytes read from the host tier", unit="MiB",
+            section=_C, label="host read"),
+    _metric("cache_host_mb_written", "cache: bytes written to the host tier",
+            unit="MiB", section=_C, label="host written"),
+    _metric("cache_remote_hit_rate", "cache: share of the keys asked of the remote tier "
+            "that it held", unit="", section=_C, label="remote hit rate"),
+    _metric("cache_remote_rows_held", "cache: rows in the remote tier at the end",
+            unit="rows", section=_C, label="remote rows", types=int),
+    _metric("cache_remote_mb_held", "cache: bytes of the rows in the remote tier at the end",
+            unit="MiB", section=_C, label="remote held"),
+    _metric("cache_remote_mb_read", "cache: bytes read from the remote tier", unit="MiB",
+            section=_C, label="remote read"),
+    _metric("cache_remote_mb_written", "cache: bytes written to the remote tier",
+            unit="MiB", section=_C, label="remote written"),
+    _metric("cache_ssd_hit_rate", "cache: share of the keys asked of the ssd tier "
+            "that it held", unit="", section=_C, label="ssd hit rate"),
+    _metric("cache_ssd_rows_held", "cache: rows in the ssd tier at the end",
+            unit="rows", section=_C, label="ssd rows", types=int),
+    _metric("cache_ssd_mb_held", "cache: bytes of the rows in the ssd tier at the end",
+            unit="MiB", section=_C, label="ssd held"),
+    _metric("cache_ssd_mb_read", "cache: bytes read from the ssd tier", unit="MiB",
+            section=_C, label="ssd read"),
+    _metric("cache_ssd_mb_written", "cache: bytes written to the ssd tier",
+            unit="MiB", section=_C, label="ssd written"),
+    _metric("cache_belady_hit_rate_unique", "cache: Belady's optimal (MIN) hit rate of "
+            "the recorded key trace at the device size, distinct keys per step",
+            unit="", section=_C, label="Belady hit rate"),
+    _metric("cache_lru_hit_rate_unique", "cache: LRU's hit rate on the same trace and "
+            "size (offline replay)", unit="", section=_C, label="LRU (replay)"),
+    _metric("cache_lfu_hit_rate_unique", "cache: LFU's hit rate on the same trace and "
+            "size (offline replay)", unit="", section=_C, label="LFU (replay)"),
+    _metric("cache_hit_rate_vs_belady", "cache: the run's device hit rate (distinct keys) "
+            "as a fraction of Belady's", unit="", section=_C, label="of Belady"),
+    _metric("cache_mrc", "cache: LRU miss ratio of the trace at device sizes, as "
+            "[fraction of the touched rows, miss ratio] pairs", unit="", section=_C,
+            types=list),
 )
 
 

@@ -20,7 +20,7 @@ mappings or dotted names; grids use dotted names::
 
 Axes: ``model``, ``preset``, ``hardware`` (cpu, gpu, ascend), ``repeat`` (a repeated
 measurement of the same cell), ``data.rows``, ``data.vocab``, ``data.threshold``,
-``data.seed`` (the synthetic dataset), and ``SECTION.FIELD`` for any field of the run's
+``data.seed``, ``data.zipf_exponent`` (the synthetic dataset), and ``SECTION.FIELD`` for any field of the run's
 config. Every cell is validated by building its ``RunConfig``, so an unknown key or an
 impossible value is an error naming the file, the cell and the key. With
 ``train.max_steps`` set and ``train.epochs`` not, a cell runs as many epochs as its steps
@@ -38,11 +38,10 @@ from pathlib import Path
 
 import yaml
 
+from bench.datasets import DataSpec
 from bench.job.hardware import HARDWARE
 from mindrec.config import (DEFAULT_PRESET, MODEL_CONFIGS, SECTIONS, ConfigError, RunConfig,
                             from_dict, reject_unknown, run_config_from_sections)
-from mindrec.data.criteo import DEFAULT_THRESHOLD
-from mindrec.data.synthetic import SyntheticSpec
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 _SUITE_KEYS = {"description", "timeout_s", "fixed", "grid", "cells"}
@@ -50,23 +49,6 @@ _AXES = ("model", "preset", "hardware", "repeat")
 # Fields that change which steps are timed or logged, not what is trained: left out of
 # the cell id.
 _NOT_IN_ID = {"train.warmup_steps", "train.log_every"}
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """The synthetic dataset of a cell, generated once and cached by these values."""
-
-    rows: int = 300_000
-    vocab: int = SyntheticSpec.vocab
-    threshold: int = DEFAULT_THRESHOLD
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("rows", "vocab"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"data.{name} must be positive, got {getattr(self, name)}")
-        if self.threshold < 0:
-            raise ConfigError(f"data.threshold must not be negative, got {self.threshold}")
 
 
 @dataclass(frozen=True)
@@ -145,7 +127,7 @@ class CellSpec:
         base = run_config_from_sections(self.model, self.preset, {})
         extras = [(f"data.{name}", value) for name, value in
                   dataclasses.asdict(self.data).items()
-                  if name in ("threshold", "seed") and value != getattr(DataSpec(), name)]
+                  if name not in ("rows", "vocab") and value != getattr(DataSpec(), name)]
         for section, values in sorted(self.overrides.items()):
             for name in sorted(values):
                 key = f"{section}.{name}"

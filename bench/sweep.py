@@ -80,8 +80,7 @@ def run_sweep(suite: Suite, results_dir: Path = Path("results"), run_id: str | N
         if reason:
             record = unmeasured_record(spec, run_id, suite.name, reason)
         else:
-            data = cached_dataset(Path(results_dir) / "cache", spec.data.rows, spec.data.vocab,
-                                  spec.data.seed, spec.data.threshold, progress=progress)
+            data = cached_dataset(Path(results_dir) / "cache", spec.data, progress=progress)
             record = run_cell_process(spec, data, run_id, suite, limits_path,
                                       runs / run_id / f"{spec.cell_id}.log")
         append_record(store, record)

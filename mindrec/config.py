@@ -115,11 +115,15 @@ class TrainConfig:
     # Rows of the embedding tables; None = the dataset's vocabulary. A larger table
     # spreads the dataset's ids over all its rows (see mindrec.train.trainer.spread_ids).
     table_size: int | None = None
+    checkpoint_every: int | None = None  # steps between checkpoints (given a path)
 
     def __post_init__(self):
         for name in ("batch_size", "epochs", "log_every", "warmup_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"train.checkpoint_every must be at least 1 (or null), got "
+                              f"{self.checkpoint_every}")
         if self.max_steps is not None and self.max_steps <= self.warmup_steps:
             raise ConfigError(f"train.max_steps ({self.max_steps}) must exceed "
                               f"train.warmup_steps ({self.warmup_steps})")
@@ -180,10 +184,79 @@ class ParallelConfig:
                               f"standalone runs exactly one worker, the other modes two or more")
 
 
+class CachePolicy(str, enum.Enum):
+    """Which rows a cache tier evicts first."""
+
+    LRU = "lru"  # the least recently used
+    LFU = "lfu"  # the least frequently used (ties: the least recently used)
+
+
+CACHE_TIERS = ("host", "remote", "ssd")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The multi-level cache in front of hash tables (docs/embedding-cache.md).
+
+    Off unless the device tier is sized: ``device_rows``, or ``device_fraction`` of the
+    rows the data touches (its vocabulary; see :meth:`sized`). ``tiers`` names the
+    tiers behind the device, top to bottom, joined by "+" (``host``, ``host+ssd``,
+    ``host+remote+ssd``...; always in the order host, remote, ssd); the bottom one keeps
+    every row. A tier's capacity of None is unbounded at the bottom; above it, host holds
+    ``10 x`` the device rows (the original MindRec's sizing) and remote is unbounded.
+    """
+
+    device_rows: int | None = None
+    device_fraction: float | None = None
+    tiers: str = "host"
+    host_rows: int | None = None
+    remote_rows: int | None = None
+    remote_url: str | None = None  # None: the harness starts a local server
+    ssd_path: str | None = None  # None: a directory the harness makes for the run
+    policy: CachePolicy = CachePolicy.LRU
+    lookahead: int = 1  # batches staged ahead by the prefetch thread (0: none)
+
+    def __post_init__(self):
+        for name in ("device_rows", "host_rows", "remote_rows"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"cache.{name} must be at least 1 (or null), got {value}")
+        if self.lookahead < 0:
+            raise ConfigError(f"cache.lookahead must not be negative, got {self.lookahead}")
+        if self.device_fraction is not None and not 0 < self.device_fraction <= 1:
+            raise ConfigError(f"cache.device_fraction must lie in (0, 1], got "
+                              f"{self.device_fraction}")
+        if self.device_rows is not None and self.device_fraction is not None:
+            raise ConfigError("cache: set device_rows or device_fraction, not both")
+        names = self.tiers.split("+")
+        if not names or any(n not in CACHE_TIERS for n in names) or names != sorted(
+                set(names), key=CACHE_TIERS.index):
+            raise ConfigError(f"cache.tiers {self.tiers!r}: name tiers among "
+                              f"{', '.join(CACHE_TIERS)}, each once, in that order, joined "
+                              f"by '+' (e.g. host+ssd)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.device_rows is not None or self.device_fraction is not None
+
+    def sized(self, touched_rows: int) -> CacheConfig:
+        """This config with ``device_rows`` set: ``device_fraction`` of ``touched_rows``
+        (the rows the data touches: its vocabulary) resolved."""
+        if self.device_fraction is None:
+            return self
+        return dataclasses.replace(self, device_fraction=None, device_rows=max(
+            1, round(self.device_fraction * touched_rows)))
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        """The tiers behind the device, top to bottom."""
+        return tuple(self.tiers.split("+"))
+
+
 MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig}
 # The sections of a run that files, suite cells and the command line override, by the
 # names of RunConfig's fields.
-SECTIONS = ("model_config", "train", "embedding", "parallel")
+SECTIONS = ("model_config", "train", "embedding", "parallel", "cache")
 DEFAULT_PRESET = "cpu-small"
 
 PRESETS: dict[str, dict[str, dict[str, dict]]] = {
@@ -215,8 +288,16 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
     def __post_init__(self):
+        if self.cache.enabled and self.embedding.kind is not EmbeddingKind.HASH:
+            raise ConfigError("cache: the cache holds the rows of hash tables (keys, not "
+                              "positions); set embedding.kind: hash")
+        if self.cache.enabled and self.embedding.capacity is not None:
+            raise ConfigError("embedding.capacity: with a cache, cache.device_rows sizes the "
+                              "device tier and the tiers behind it hold the rest; leave "
+                              "capacity unset")
         if (self.parallel.mode is not ParallelMode.STANDALONE
                 and self.embedding.kind is EmbeddingKind.HASH):
             raise ConfigError(f"embedding: hash runs standalone only (each worker would keep "
@@ -309,18 +390,20 @@ def run_config_from_dict(values: dict) -> RunConfig:
         model_config=from_dict(MODEL_CONFIGS[model], values["model_config"], "model_config"),
         train=from_dict(TrainConfig, values["train"], "train"),
         embedding=from_dict(EmbeddingConfig, values["embedding"], "embedding"),
-        parallel=from_dict(ParallelConfig, values["parallel"], "parallel"))
+        parallel=from_dict(ParallelConfig, values["parallel"], "parallel"),
+        cache=from_dict(CacheConfig, values.get("cache", {}), "cache"))
 
 
 def build_run_config(model: str, preset: str = DEFAULT_PRESET,
                      model_overrides: dict | None = None,
                      train_overrides: dict | None = None,
                      embedding: dict | None = None,
-                     parallel: dict | None = None) -> RunConfig:
+                     parallel: dict | None = None,
+                     cache: dict | None = None) -> RunConfig:
     """Resolve ``preset`` for ``model`` and apply overrides (later wins)."""
     return run_config_from_sections(model, preset, {
         "model_config": model_overrides or {}, "train": train_overrides or {},
-        "embedding": embedding or {}, "parallel": parallel or {}})
+        "embedding": embedding or {}, "parallel": parallel or {}, "cache": cache or {}})
 
 
 def run_config_from_sections(model: str, preset: str, sections: dict,
@@ -362,6 +445,7 @@ def run_config_from_sections(model: str, preset: str, sections: dict,
         embedding=from_dict(EmbeddingConfig, sections.get("embedding", {}),
                             f"{where}.embedding"),
         parallel=from_dict(ParallelConfig, sections.get("parallel", {}), f"{where}.parallel"),
+        cache=from_dict(CacheConfig, sections.get("cache", {}), f"{where}.cache"),
     )
 
 

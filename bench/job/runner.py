@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
+from bench.job.cache import cache_metrics, cache_services
 from bench.job.hardware import select_device
 from bench.job.limits import sgemm_gflops
 from bench.job.measure import OtherLoad, PeakMemorySampler, nvml_used_mb_probe
@@ -14,10 +15,11 @@ from bench.job.parallel import run_parallel
 from bench.results import new_record, new_run_id, now_iso
 from mindrec.config import ParallelMode, RunConfig
 from mindrec.data.dataset import open_dataset
+from mindrec.embedding.cache.device import DeviceCache
 from mindrec.embedding.tables import table_bytes
 from mindrec.models.registry import flops_per_sample, use_sparse
 from mindrec.train import checkpoint
-from mindrec.train.trainer import build, evaluate, fit, table_rows
+from mindrec.train.trainer import EVAL_BATCH, build, evaluate, fit, table_rows
 
 
 def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "cpu",
@@ -56,7 +58,7 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
                                                       timeout_s)
         else:
             result, quality, memory = _train_standalone(run, data_dir, device, hardware,
-                                                        checkpoint_path, progress)
+                                                        checkpoint_path, progress, job_dir)
     rows = table_rows(run, data_dir)
     flops = flops_per_sample(run)
     metrics = {
@@ -100,7 +102,7 @@ def spec_block(run: RunConfig, *, dataset: str, rows: int, data_vocab: int | Non
                preset: str | None, measurement_id: str) -> dict:
     """The record's ``spec`` block of ``run`` (bench/results.py SPEC), with the facts of
     the dataset and the run that the config alone does not hold."""
-    return {
+    spec = {
         "model": run.model, "preset": preset, "dataset": dataset, "rows": rows,
         "data_vocab": data_vocab, "table_size": table_size,
         "emb_dim": run.model_config.emb_dim, "batch_size": run.train.batch_size,
@@ -112,24 +114,47 @@ def spec_block(run: RunConfig, *, dataset: str, rows: int, data_vocab: int | Non
         "capacity": run.embedding.capacity, "measurement_id": measurement_id,
         "run_config": run.to_dict(),
     }
+    cache = run.cache
+    if cache.enabled:
+        sized = cache if data_vocab is None else cache.sized(data_vocab)
+        spec.update(cache_device_rows=sized.device_rows,
+                    cache_device_fraction=cache.device_fraction, cache_tiers=cache.tiers,
+                    cache_policy=cache.policy.value, cache_lookahead=cache.lookahead)
+    return spec
 
 
 def _train_standalone(run: RunConfig, data_dir: Path, device: str, hardware: str,
-                      checkpoint_path: str | Path | None, progress: TextIO | None):
-    """Train and evaluate in this process: (TrainResult, EvalResult, memory metrics)."""
+                      checkpoint_path: str | Path | None, progress: TextIO | None,
+                      work_dir: str | Path | None = None):
+    """Train and evaluate in this process: (TrainResult, EvalResult, memory and cache
+    metrics). A cache's services (its server, its SSD directory in ``work_dir``) live as
+    long as the run."""
     probe = nvml_used_mb_probe() if hardware == "gpu" else None
-    with PeakMemorySampler(device_probe=probe) as sampler:
-        network = build(run, data_dir, device)
-        result = fit(network, run, data_dir, progress=progress)
-        quality = evaluate(network, data_dir, table_size=run.train.table_size)
-    if checkpoint_path is not None:
-        checkpoint.save(network, checkpoint_path)
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    with (cache_services(run, work_dir) as services,
+          PeakMemorySampler(device_probe=probe) as sampler):
+        network = build(services.run, data_dir, device)
+        if isinstance(network.hash_index, DeviceCache):
+            network.hash_index.record_trace()  # replayed offline for Belady's optimum
+        result = fit(network, services.run, data_dir, progress=progress)
+        # Through a cache, an evaluation batch's keys must fit the device tier as a
+        # training batch's do.
+        eval_batch = run.train.batch_size if run.cache.enabled else EVAL_BATCH
+        quality = evaluate(network, data_dir, batch_size=eval_batch,
+                           table_size=run.train.table_size)
+        if checkpoint_path is not None:
+            checkpoint.save(network, checkpoint_path)
+        cache = network.hash_index if isinstance(network.hash_index, DeviceCache) else None
+        extra = {} if cache is None else cache_metrics(cache, services.server)
+        if cache is not None:
+            cache.chain.close()
     return result, quality, {
         "peak_rss_mb": sampler.peak_rss_mb, "peak_anon_mb": sampler.peak_anon_mb,
         "peak_device_mb": sampler.peak_device_mb,
         "peak_rss_mb_per_worker": sampler.peak_rss_mb,
         "peak_anon_mb_per_worker": sampler.peak_anon_mb,
-        "table_mb_per_worker": table_bytes(network) / 2**20}
+        "table_mb_per_worker": table_bytes(network) / 2**20, **extra}
 
 
 def _train_parallel(run: RunConfig, data_dir: Path, device: str,

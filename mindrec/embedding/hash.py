@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,7 @@ class HashEmbedding(nn.Cell):
         self.fill = resolve_default(default_value)
         self.default_value = default_value
         self.init_std = init_std
-        self._rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)  # draws the rows of new keys
         self.store = StaticEmbedding(index.capacity + 1, self.dim, sparse=True, init_std=0.0)
         self.read_fill = 0.0 if self.fill is None else self.fill
         self._optimizer_states: list[tuple[ms.Parameter, np.ndarray]] = []
@@ -105,6 +106,12 @@ class HashEmbedding(nn.Cell):
             return rows * mask
         return rows * mask + self.read_fill * (1.0 - mask)
 
+    @property
+    def optimizer_states(self) -> list[tuple[ms.Parameter, np.ndarray]]:
+        """``(state parameter, its initial row)`` of each optimizer slot of this table, in
+        the optimizers' order (bound by :meth:`bind_optimizer_states`)."""
+        return self._optimizer_states
+
     def bind_optimizer_states(self, optimizers) -> None:
         """Find this table's optimizer state (Adam moments, FTRL accumulators) so that a
         recycled slot restarts it from its initial value."""
@@ -117,7 +124,7 @@ class HashEmbedding(nn.Cell):
     def _init_rows(self, slots: np.ndarray) -> None:
         n = len(slots)
         if self.fill is None:
-            rows = self._rng.normal(0.0, self.init_std, (n, self.dim)).astype(np.float32)
+            rows = self.rng.normal(0.0, self.init_std, (n, self.dim)).astype(np.float32)
         else:
             rows = np.full((n, self.dim), self.fill, np.float32)
         index = Tensor(slots.astype(np.int32))
@@ -244,7 +251,7 @@ class TableDelta:
                            removed_keys=data["removed_keys"], keys=data["keys"],
                            values={k.split("/", 1)[1]: data[k] for k in data.files
                                    if k.startswith("values/")})
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable table delta ({exc})") from exc
 
 

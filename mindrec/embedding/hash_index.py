@@ -157,6 +157,58 @@ class HashIndex:
             self._counters, self.step, self._evict_after)
         return slots, self._admitted(fresh[:n_fresh].copy())
 
+    def peek(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(slots, counts, last_steps)`` of ``keys`` without recording anything:
+        (0, 0, -1) for a key the index does not hold (or holds no longer: expired)."""
+        flat = self._check_keys(keys)
+        slots = np.empty(len(flat), np.int32)
+        counts = np.empty(len(flat), np.int32)
+        lasts = np.empty(len(flat), np.int64)
+        _kernels().peek(flat, slots, counts, lasts, self._keys, self._slot, self._count,
+                        self._last, self.step, self._evict_after)
+        return slots, counts, lasts
+
+    def place(self, keys: np.ndarray, last_steps: np.ndarray) -> np.ndarray:
+        """Give admitted keys back a slot after a lower cache tier held them.
+
+        A placement, not an admission: no ``on_admit`` listener runs (the caller writes
+        the rows it fetched), no counter moves, nothing is recorded for export, and each
+        key keeps its last-seen step ``last_steps``. Returns the slots (0 where no slot
+        was free)."""
+        flat = self._check_keys(keys)
+        self._reserve(len(flat))
+        slots = np.empty(len(flat), np.int32)
+        fresh = np.empty(len(flat), np.int32)
+        kept = self._counters.copy()
+        _kernels().insert(flat, slots, fresh, self._keys, self._slot, self._count, self._last,
+                          self._free, self._n_free, self._slot_key, self._dirty, self._removed,
+                          self._counters, self.step, self._evict_after)
+        for name in (ADMITTED, REJECTED_FULL):
+            self._counters[name] = kept[name]
+        self._dirty[slots] = 0
+        _kernels().set_last(flat, np.asarray(last_steps, np.int64), self._keys, self._last)
+        return slots
+
+    def release(self, keys: np.ndarray) -> None:
+        """Keys leave for a lower cache tier: their slots are freed. A placement, not a
+        removal: no counter moves and nothing is recorded for export."""
+        flat = self._check_keys(keys)
+        self._reserve_removed(len(flat))
+        kept = self._counters.copy()
+        _kernels().erase(flat, self._keys, self._slot, self._last, self._free, self._n_free,
+                         self._slot_key, self._dirty, self._removed, self._counters,
+                         self.step, self._evict_after)
+        for name in (ERASED, EVICTED, REMOVED_LENGTH):
+            self._counters[name] = kept[name]
+
+    def slot_keys(self, slots: np.ndarray) -> np.ndarray:
+        """The key holding each of ``slots`` (EMPTY for a free slot)."""
+        return self._slot_key[slots]
+
+    def occupied(self) -> np.ndarray:
+        """bool (capacity + 1,): the slots holding a key (slot 0, the default row, never)."""
+        return self._slot_key != EMPTY
+
     def clear(self) -> None:
         """Remove every key (rows and candidates)."""
         self.erase(self._keys[self._held()])
@@ -178,6 +230,11 @@ class HashIndex:
         _kernels().erase(flat, self._keys, self._slot, self._last, self._free, self._n_free,
                          self._slot_key, self._dirty, self._removed, self._counters,
                          self.step, self._evict_after)
+
+    def prefetch(self, batches):
+        """``batches`` unchanged: an index fetches nothing ahead (a
+        :class:`~mindrec.embedding.cache.device.DeviceCache` stages rows here)."""
+        return batches
 
     def advance(self) -> None:
         """End the current step (call once after each training step)."""

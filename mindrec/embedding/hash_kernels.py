@@ -203,3 +203,27 @@ def rehash(old_keys, old_slot, old_count, old_last, keys, slot, count, last):
         slot[pos] = old_slot[i]
         count[pos] = old_count[i]
         last[pos] = old_last[i]
+
+
+@numba.njit(cache=True)
+def peek(flat, out_slot, out_count, out_last, keys, slot, count, last, step, evict_after):
+    """Slot, hit count and last step of each key (0, 0, -1 when absent or expired)."""
+    for i in range(len(flat)):
+        pos = _find(keys, flat[i])
+        if pos >= 0 and step - last[pos] <= evict_after:
+            out_slot[i] = slot[pos]
+            out_count[i] = count[pos]
+            out_last[i] = last[pos]
+        else:
+            out_slot[i] = 0
+            out_count[i] = 0
+            out_last[i] = -1
+
+
+@numba.njit(cache=True)
+def set_last(flat, values, keys, last):
+    """Set the last step of keys the index holds."""
+    for i in range(len(flat)):
+        pos = _find(keys, flat[i])
+        if pos >= 0:
+            last[pos] = values[i]

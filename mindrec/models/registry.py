@@ -41,7 +41,7 @@ def build_model(run: RunConfig, vocab_size: int, rank: int = 0):
         raise ConfigError(f"unknown model {run.model!r}; choose from {', '.join(classes)}")
     shard = (rank, run.parallel.workers) if run.parallel.mode is ParallelMode.HYBRID else None
     tables = TableFactory(run.embedding, vocab_size, use_sparse(run, vocab_size),
-                          seed=run.train.seed, shard=shard)
+                          seed=run.train.seed, shard=shard, cache=run.cache)
     network = classes[run.model](run.model_config, tables)
     network.hash_index = tables.index
     return network

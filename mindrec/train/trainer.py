@@ -7,6 +7,7 @@ throughput is quoted from the median step time. The input pipeline is timed apar
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from mindrec.data.dataset import open_dataset
 from mindrec.data.mindrecord import iter_batches
 from mindrec.models.registry import build_model
 from mindrec.metrics import log_loss, roc_auc
+from mindrec.train import checkpoint
 from mindrec.train.step import Predict, TrainStep, configure_runtime
 
 
@@ -29,7 +31,8 @@ class TrainResult:
     """What one training run measured. Times in seconds unless the name says ms."""
 
     batch_size: int
-    steps: int = 0
+    steps: int = 0  # the step count reached (from ``first_step``)
+    first_step: int = 0  # the step a resumed run started from
     compile_s: float = 0.0
     step_s: list[float] = field(default_factory=list)  # per timed step, compile excluded
     # Process CPU time (all threads) of each timed step: unlike wall time it does not
@@ -37,6 +40,7 @@ class TrainResult:
     step_cpu_s: list[float] = field(default_factory=list)
     input_s: float = 0.0  # time spent waiting for batches
     wall_s: float = 0.0
+    checkpoint_s: float = 0.0  # writing periodic checkpoints (not in any step's time)
     losses: list[float] = field(default_factory=list)  # per step, compile step included
     # Hash embeddings only: the index counters at the end (see IndexStats).
     table_stats: dict | None = None
@@ -70,6 +74,8 @@ class EvalResult:
     predictions: np.ndarray
     labels: np.ndarray
 
+
+EVAL_BATCH = 4096  # rows per evaluation step (one compiled graph; padded at the end)
 
 # A prime above every table size we build, so id -> id * P mod rows is a bijection.
 _SPREAD_PRIME = 2_147_483_647
@@ -107,9 +113,11 @@ def batches(data_dir: Path, split: str, batch_size: int, table_size: int | None 
 
 def build(run: RunConfig, data_dir: Path, device: str = "CPU", rank: int = 0):
     """Configure the runtime and build the model sized for the dataset (or table_size),
-    as worker ``rank`` of a parallel run."""
+    as worker ``rank`` of a parallel run; a cache's device tier is sized against the
+    dataset's vocabulary (the rows the data touches)."""
     configure_runtime(run.train.seed, device)
-    return build_model(run, table_rows(run, data_dir), rank)
+    cache = run.cache.sized(int(open_dataset(data_dir)["vocab_size"]))
+    return build_model(dataclasses.replace(run, cache=cache), table_rows(run, data_dir), rank)
 
 
 def worker_rows(batch_size: int, rank: int, workers: int) -> slice:
@@ -119,7 +127,8 @@ def worker_rows(batch_size: int, rank: int, workers: int) -> slice:
 
 
 def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.stderr,
-        rank: int = 0) -> TrainResult:
+        rank: int = 0, checkpoint_path: str | Path | None = None,
+        resume_from: str | Path | None = None) -> TrainResult:
     """Train ``network`` on the train split for ``run.train.epochs`` (or ``max_steps``).
 
     The last partial batch of each epoch is dropped so every step has one shape (one
@@ -128,6 +137,12 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
     parallel run every worker reads the same global batches and trains on its own
     equal slice of each (so K steps match K standalone steps on the global batches);
     throughput counts the global batch.
+
+    With ``checkpoint_path`` and ``run.train.checkpoint_every``, a checkpoint (optimizer
+    state included) is written every that many steps, each replacing the last; its time
+    is not part of any step's. ``resume_from`` starts from such a checkpoint: its
+    parameters, optimizer state and step, the batches before that step skipped, so the
+    run goes on as if it had not stopped.
     """
     cfg = run.train
     index = network.hash_index
@@ -135,53 +150,82 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
     step_fn = TrainStep(network, run.parallel.workers)
     step_fn.set_train(True)
     result = TrainResult(batch_size=cfg.batch_size)
+    if resume_from is not None:
+        result.first_step = result.steps = checkpoint.load(network, resume_from,
+                                                           step_fn.optimizers)
+    per_epoch = int(open_dataset(data_dir)["rows"]["train"]) // cfg.batch_size
     started = last_report = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    for epoch in range(result.steps // max(1, per_epoch), cfg.epochs):
         epoch_batches = batches(data_dir, "train", cfg.batch_size, cfg.table_size,
                                 shuffle=True, seed=cfg.seed + epoch, drop_remainder=True)
-        while cfg.max_steps is None or result.steps < cfg.max_steps:
-            fetch_start = time.perf_counter()
-            batch = next(epoch_batches, None)
-            if batch is None:
-                break
-            keys, vals, labels = (a[mine] for a in batch)
-            step_start = time.perf_counter()
-            cpu_start = time.process_time()
-            result.input_s += step_start - fetch_start
-            ids = keys if index is None else index.train_lookup(keys)[0]
-            loss = float(step_fn(Tensor(ids), Tensor(vals), Tensor(labels)).asnumpy())
-            if index is not None:
-                index.advance()
-            elapsed = time.perf_counter() - step_start
-            cpu = time.process_time() - cpu_start
-            if result.steps == 0:
-                result.compile_s = elapsed
-            elif result.steps >= cfg.warmup_steps:
-                result.step_s.append(elapsed)
-                result.step_cpu_s.append(cpu)
-            result.steps += 1
-            result.losses.append(loss)
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at step {result.steps}")
-            now = time.perf_counter()
-            due = result.steps % cfg.log_every == 0 or now - last_report > 10
-            if progress is not None and due:
-                last_report = now
-                print(f"epoch {epoch + 1}/{cfg.epochs} step {result.steps} "
-                      f"loss {np.mean(result.losses[-cfg.log_every:]):.4f} "
-                      f"{result.samples_per_s:,.0f} samples/s", file=progress, flush=True)
+        epoch_batches = itertools.islice(epoch_batches, result.steps - epoch * per_epoch, None)
+        if index is not None:  # a cache stages the rows of the next batches
+            epoch_batches = index.prefetch(epoch_batches)
+        try:
+            while cfg.max_steps is None or result.steps < cfg.max_steps:
+                fetch_start = time.perf_counter()
+                batch = next(epoch_batches, None)
+                if batch is None:
+                    break
+                result.input_s += time.perf_counter() - fetch_start
+                _train_step(step_fn, index, [a[mine] for a in batch], result,
+                            cfg.warmup_steps)
+                if checkpoint_path and cfg.checkpoint_every and (
+                        result.steps % cfg.checkpoint_every == 0):
+                    saving = time.perf_counter()
+                    checkpoint.save(network, checkpoint_path, step_fn.optimizers,
+                                    step=result.steps)
+                    result.checkpoint_s += time.perf_counter() - saving
+                now = time.perf_counter()
+                due = result.steps % cfg.log_every == 0 or now - last_report > 10
+                if progress is not None and due:
+                    last_report = now
+                    print(f"epoch {epoch + 1}/{cfg.epochs} step {result.steps} "
+                          f"loss {np.mean(result.losses[-cfg.log_every:]):.4f} "
+                          f"{result.samples_per_s:,.0f} samples/s", file=progress, flush=True)
+        finally:
+            close = getattr(epoch_batches, "close", None)
+            if close is not None:
+                close()  # stops a prefetch thread between epochs
         if cfg.max_steps is not None and result.steps >= cfg.max_steps:
             break
-    if result.steps <= cfg.warmup_steps:
-        raise ValueError(f"{data_dir}: {result.steps} full batches of {cfg.batch_size} rows; "
-                         f"more than warmup_steps={cfg.warmup_steps} are needed to time")
+    if result.steps - result.first_step <= cfg.warmup_steps:
+        raise ValueError(f"{data_dir}: {result.steps - result.first_step} full batches of "
+                         f"{cfg.batch_size} rows; more than warmup_steps={cfg.warmup_steps} "
+                         f"are needed to time")
     result.wall_s = time.perf_counter() - started
     if index is not None:
         result.table_stats = dataclasses.asdict(index.stats())
     return result
 
 
-def evaluate(network, data_dir: Path, split: str = "test", batch_size: int = 4096,
+def _train_step(step_fn, index, batch: list[np.ndarray], result: TrainResult,
+                warmup_steps: int) -> None:
+    """One timed step: keys to slots (hash tables), the compiled step, the index's step
+    counter; the first step of a process is its compile time, the next ``warmup_steps``
+    untimed."""
+    keys, vals, labels = batch
+    step_start = time.perf_counter()
+    cpu_start = time.process_time()
+    ids = keys if index is None else index.train_lookup(keys)[0]
+    loss = float(step_fn(Tensor(ids), Tensor(vals), Tensor(labels)).asnumpy())
+    if index is not None:
+        index.advance()
+    elapsed = time.perf_counter() - step_start
+    cpu = time.process_time() - cpu_start
+    done_here = result.steps - result.first_step
+    if done_here == 0:
+        result.compile_s = elapsed
+    elif done_here >= warmup_steps:
+        result.step_s.append(elapsed)
+        result.step_cpu_s.append(cpu)
+    result.steps += 1
+    result.losses.append(loss)
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss} at step {result.steps}")
+
+
+def evaluate(network, data_dir: Path, split: str = "test", batch_size: int = EVAL_BATCH,
              table_size: int | None = None) -> EvalResult:
     """AUC and logloss of ``network`` over every row of ``split`` (one process)."""
     return quality(*predict_split(network, data_dir, split, batch_size, table_size))
@@ -193,7 +237,7 @@ def quality(predictions: np.ndarray, labels: np.ndarray) -> EvalResult:
                       rows=len(labels), predictions=predictions, labels=labels)
 
 
-def predict_split(network, data_dir: Path, split: str = "test", batch_size: int = 4096,
+def predict_split(network, data_dir: Path, split: str = "test", batch_size: int = EVAL_BATCH,
                   table_size: int | None = None, rank: int = 0,
                   workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Predictions and labels of ``split``: all its rows, or in a parallel run the rows

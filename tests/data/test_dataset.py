@@ -152,6 +152,7 @@ def test_trainer_reads_a_sound_dataset(data):
 
 def test_cache_key_follows_the_dataset_schema(monkeypatch):
     from bench import datasets
-    key = datasets.dataset_key(1000, 500, 0, 2)
+    data = datasets.DataSpec(rows=1000, vocab=500)
+    key = datasets.dataset_key(data)
     monkeypatch.setattr(datasets, "META_SCHEMA", "mindrec-dataset/99")
-    assert datasets.dataset_key(1000, 500, 0, 2) != key
+    assert datasets.dataset_key(data) != key
