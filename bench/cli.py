@@ -70,6 +70,7 @@ _TRAIN_FLAGS = {
     "permit": ("embedding", "permit_filter_value"),
     "evict": ("embedding", "evict_filter_value"), "capacity": ("embedding", "capacity"),
     "mode": ("parallel", "mode"), "workers": ("parallel", "workers"),
+    "checkpoint_every": ("train", "checkpoint_every"), "redis_url": ("cache", "remote_url"),
 }
 
 
@@ -131,6 +132,7 @@ def _train(args) -> int:
     from bench.results import write_record
     run, preset = train_run_config(args)
     record = train_and_measure(run, args.data, preset=preset, checkpoint_path=args.checkpoint,
+                               resume_from=args.resume,
                                job_dir=args.job_dir,
                                timeout_s=_DEFAULT_JOB_TIMEOUT_S if args.timeout is None
                                else args.timeout)
@@ -307,7 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--timeout", type=float,
                        help=f"parallel modes: kill the job after this many seconds "
                             f"(default {_DEFAULT_JOB_TIMEOUT_S:g})")
-    train.add_argument("--checkpoint", type=Path, help="save the trained model (.safetensors)")
+    train.add_argument("--checkpoint", type=Path,
+                       help="save the trained model and optimizer state (.safetensors) at "
+                            "the end, and every --checkpoint-every steps")
+    train.add_argument("--checkpoint-every", type=int,
+                       help=_field_help(TrainConfig, "checkpoint_every",
+                                        "steps between checkpoints to --checkpoint"))
+    train.add_argument("--resume", type=Path,
+                       help="continue from a checkpoint of this run (its step, parameters, "
+                            "optimizer state and, with a cache, its tiers' snapshot)")
+    train.add_argument("--redis-url", help="cache: the remote tier's Redis or Redis Cluster "
+                                           "(default: start a local server)")
     train.add_argument("--out", type=Path, help="write the result record (JSON)")
     train.set_defaults(func=_train)
 

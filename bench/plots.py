@@ -5,13 +5,15 @@ headless, no pyplot state), so what is drawn can be inspected; :func:`figure_png
 renders one. Every figure follows the same rules:
 
 - one colour per series across the whole report (:func:`series_colours`, passed in);
-- the legend outside the axes, so it never covers data;
+- the legend outside the axes, so it never covers data; a long series name breaks onto
+  several legend lines after a " / " (the series keeps its name);
 - value axes from 0 (AUC bars from 0.5, the AUC of a random guess);
 - medians where several cells share a point; every bar drawn is a measured one, centred
   on its own label.
 
 Input frames have a ``series`` column (the legend entry), the value columns, and for
-bars a ``tick`` column (the bar's label).
+bars a ``tick`` column (the bar's label); curve figures read a list per row (a value per
+step, or [x, y] pairs).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import colormaps, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -29,6 +31,7 @@ from matplotlib.figure import Figure
 MAX_JOIN_RATIO = 10.0
 AUC_FLOOR = 0.5  # AUC of a random guess: where AUC bars start
 UPRIGHT_TICKS = 5  # bar charts with more bars slant their labels
+LEGEND_WIDTH = 44  # characters of a legend line: longer series names break after a " / "
 
 
 def series_colours(names: Iterable[str]) -> dict[str, tuple]:
@@ -109,6 +112,62 @@ def auc_figure(data: pd.DataFrame, *, colours: dict, title: str) -> Figure:
     return _finish(fig, ax)
 
 
+def curve_figure(data: pd.DataFrame, y: str, *, colours: dict, title: str, ylabel: str,
+                 xlabel: str = "training step", top: float | None = None) -> Figure:
+    """The list in column ``y`` of each row against its position (1, 2, ...), one line
+    per ``series``: the element-wise median of the series' rows, cut to the shortest.
+    The value axis runs from 0 (to ``top`` when given: 1 for rates)."""
+    fig, ax = _axes(title, xlabel, ylabel)
+    for name, rows in data.dropna(subset=[y]).groupby("series", sort=True):
+        length = min(len(values) for values in rows[y])
+        if length:
+            values = np.median([values[:length] for values in rows[y]], axis=0)
+            ax.plot(np.arange(1, length + 1), values, color=colours[name], label=name)
+    ax.grid(True, alpha=0.3)
+    _finish(fig, ax, bottom=0)
+    if top is not None:
+        ax.set_ylim(0, top)
+    return fig
+
+
+def miss_ratio_figure(data: pd.DataFrame, curve: str, *, at: str, marks: dict[str, tuple],
+                      colours: dict, title: str, xlabel: str) -> Figure:
+    """Miss-ratio curves: column ``curve`` of each row holds [x, miss ratio] pairs, one
+    line per ``series`` (the median miss ratio at each x), log x, y from 0 to 1. Each
+    row's miss ratios in the columns of ``marks`` ({legend label: (column, marker)}) are
+    marked at x = column ``at`` in the series' colour; the legend shows each marker once,
+    in black."""
+    fig, ax = _axes(title, xlabel, "miss ratio")
+    measured = data.dropna(subset=[curve])
+    for name, rows in measured.groupby("series", sort=True):
+        pairs = pd.DataFrame([pair for pairs in rows[curve] for pair in pairs],
+                             columns=["x", "miss"]).groupby("x")["miss"].median()
+        ax.plot(pairs.index, pairs.to_numpy(), color=colours[name], marker=".", label=name)
+    for label, (column, marker) in marks.items():
+        points = _medians(data, ["series", at], [column])
+        for name, point in points.groupby("series", sort=True):
+            ax.plot(point[at], point[column], marker, color=colours[name], markersize=8,
+                    markeredgecolor="black", linestyle="none")
+        if not points.empty:
+            ax.plot([], [], marker, color="black", linestyle="none", label=label)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_PercentLog())
+    ax.xaxis.set_minor_formatter(_PercentLog(labelOnlyBase=False,
+                                             minor_thresholds=(2, 0.5)))
+    ax.grid(True, which="both", alpha=0.3)
+    _finish(fig, ax)
+    ax.set_ylim(0, 1)
+    return fig
+
+
+class _PercentLog(ticker.LogFormatter):
+    """Log-axis labels of shares as percentages (20%, 100%) where LogFormatter puts a
+    label."""
+
+    def __call__(self, x, pos=None):
+        return f"{100 * x:g}%" if super().__call__(x, pos) else ""
+
+
 def figure_png(fig: Figure) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
@@ -164,6 +223,20 @@ def _finish(fig: Figure, ax, bottom: float | None = None) -> Figure:
     if bottom is not None:
         ax.margins(y=0.1)  # room above the top point for its label
         ax.set_ylim(bottom=bottom)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
-              fontsize="small")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, [legend_label(label) for label in labels], loc="upper left",
+              bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize="small")
     return fig
+
+
+def legend_label(name: str, width: int = LEGEND_WIDTH) -> str:
+    """``name`` as legend text: its " / "-separated parts on lines of at most ``width``
+    characters where they fit, each broken line ending in " /"."""
+    lines = [""]
+    for part in name.split(" / "):
+        if lines[-1] and len(lines[-1]) + 3 + len(part) > width:
+            lines[-1] += " /"
+            lines.append(part)
+        else:
+            lines[-1] = f"{lines[-1]} / {part}" if lines[-1] else part
+    return "\n".join(lines)

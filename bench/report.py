@@ -4,9 +4,10 @@ Reads ``results/runs/<run-id>.jsonl`` (result records, :mod:`bench.results`, old
 schemas migrated), the ``<run-id>.limits.json`` beside each (:mod:`bench.job.limits`:
 machine limits measured at each start, resume and end of the run) and the published
 figures (:mod:`bench.references`). Sections: summary, quality against the Bayes optimum
-and the published Criteo AUCs, throughput and memory, parallel modes, hash tables,
-roofline, skipped and failed cells, environment (with the limits measurements) and,
-given several runs, a cell-by-cell comparison of each later run with the first.
+and the published Criteo AUCs, throughput and memory, parallel modes, hash tables, the
+embedding cache, roofline, skipped and failed cells, environment (with the limits
+measurements) and, given several runs, a cell-by-cell comparison of each later run with
+the first.
 
 Every record value is read through the declared keys (``SPEC`` and ``METRICS``); a
 declared key is a column of the report's frame, and a table column's header is its
@@ -34,8 +35,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.job.limits import MEASUREMENT_KEYS, read_limits
-from bench.plots import (MAX_JOIN_RATIO, auc_figure, bar_figure, figure_png, line_figure,
-                         series_colours)
+from bench.plots import (MAX_JOIN_RATIO, auc_figure, bar_figure, curve_figure, figure_png,
+                         line_figure, miss_ratio_figure, series_colours)
 from bench.references import format_value, load_published, source_label
 from bench.results import (ENV, METRICS, SPEC, STATUSES, metric, now_iso, read_records,
                            spec_value, write_atomic)
@@ -55,6 +56,10 @@ VOCABULARY_NOTE = (
 # A cell is "loaded" when other processes used more than this share of the machine's CPU
 # while it trained: its speed then understates the code's.
 LOADED_CPU_FRACTION = 0.25
+# The host tier's rows when above the bottom and cache.host_rows is null: this many times
+# the device rows (mindrec/embedding/cache/build.py HOST_ROWS_PER_DEVICE_ROW, not imported
+# because it loads MindSpore; tests/bench/test_report.py checks that they agree).
+HOST_ROWS_PER_DEVICE_ROW = 10
 
 _KEYS = {**SPEC, **METRICS}
 _NUMERIC = [name for name, key in _KEYS.items() if set(key.types) <= {int, float}]
@@ -63,6 +68,8 @@ _MISSING = "—"
 _F4 = "{:.4f}"
 _FORMATS = {"auc": _F4, "logloss": _F4, "bayes_auc": _F4}
 _LAYOUT = ("layout", "mode × workers", None)
+_CACHE = ("cache", "cache (device, tiers, policy)", None)
+_CACHE_ELSEWHERE = "see Embedding cache: each against its no-cache baseline"
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1240px;margin:2em auto;
 padding:0 1em;color:#222}.table{overflow-x:auto;margin:.6em 0 1.2em}
 table{border-collapse:collapse;font-size:13px}caption{caption-side:top;text-align:left;
@@ -140,19 +147,40 @@ def _row(run_id: str, record: dict) -> dict:
 
 
 def _derive(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``layout`` (mode x workers), ``series`` (the configuration a colour stands
-    for), ``samples_per_s_at_p90`` and ``loaded``."""
+    """Adds ``layout`` (mode x workers), ``cache`` (the cache configuration; None
+    without a cache), ``series`` (the configuration a colour stands for: a cell with a
+    cache is a series of its own, the others keep theirs), ``samples_per_s_at_p90`` and
+    ``loaded``."""
     layout = [f"{mode} x{workers:.0f}" for mode, workers in zip(frame["mode"],
                                                                  frame["workers"])]
-    frame = frame.assign(layout=layout)
+    frame = frame.assign(layout=layout, cache=_cache_labels(frame))
     ok = frame[frame["status"] == "ok"]
     naming = [c for c in ("run", "hardware") if ok[c].nunique() > 1]
     parts = frame[[*naming, "model", "layout", "embedding"]].astype(str)
     return frame.assign(
-        series=[" / ".join(values) for values in parts.itertuples(index=False)],
+        series=[" / ".join(values) + (f" / cache {cache}" if isinstance(cache, str) else "")
+                for values, cache in zip(parts.itertuples(index=False), frame["cache"])],
         samples_per_s_at_p90=frame["samples_per_s"] * frame["step_ms_p50"]
         / frame["step_ms_p90"],
         loaded=frame["other_cpu_fraction"] > LOADED_CPU_FRACTION)
+
+
+def _cache_labels(frame: pd.DataFrame) -> list[str | None]:
+    """Each cell's cache configuration, e.g. "30%, host+ssd, lru" (the device rows
+    as a share of the rows the data touches, or a count of rows; the tiers behind; the
+    policy; the lookahead when the cells differ in it); None for a cell without one."""
+    cached = frame["cache_tiers"].notna()
+    lookahead = frame.loc[cached, "cache_lookahead"].nunique() > 1
+    labels = []
+    for row in frame.itertuples(index=False):
+        if pd.isna(row.cache_tiers):
+            labels.append(None)
+            continue
+        size = (f"{100 * row.cache_device_fraction:.3g}%" if pd.notna(
+            row.cache_device_fraction) else f"{row.cache_device_rows:,.0f} rows")
+        ahead = f", lookahead {row.cache_lookahead:.0f}" if lookahead else ""
+        labels.append(f"{size}, {row.cache_tiers}, {row.cache_policy}{ahead}")
+    return labels
 
 
 def _key(name: str) -> tuple[str, str, object]:
@@ -160,7 +188,7 @@ def _key(name: str) -> tuple[str, str, object]:
     key = _KEYS[name]
     if name in _FORMATS:
         fmt = _FORMATS[name]
-    elif name.endswith("_fraction"):
+    elif name.endswith("_fraction") or "hit_rate" in name:
         fmt = "{:.1%}"
     elif key.types == (int,):
         fmt = "{:,.0f}"
@@ -289,8 +317,8 @@ def _auc_blocks(r: _Report) -> list[tuple]:
     if measured.empty:
         return [("p", "No ok cell measured an AUC.")]
     keys = (["run"] if r.multi else []) + [
-        "model", "layout", "embedding", "target_vocab", "data_vocab", "table_size",
-        "bayes_auc", "series"]
+        "model", "layout", "embedding", "cache", "target_vocab", "data_vocab",
+        "table_size", "bayes_auc", "series"]
     table = (measured.groupby(keys, dropna=False, sort=True)
              .agg(cells=("cell_id", "count"), auc=("auc", "mean"), auc_min=("auc", "min"),
                   logloss=("logloss", "mean")).reset_index())
@@ -301,7 +329,7 @@ def _auc_blocks(r: _Report) -> list[tuple]:
     return [
         ("p", VOCABULARY_NOTE + unknown),
         _table(table, r.run_column() + [
-            _key("model"), _LAYOUT, _key("embedding"),
+            _key("model"), _LAYOUT, _key("embedding"), _CACHE,
             ("target_vocab", "generator vocabulary (v)", "{:,.0f}"),
             *_keys("data_vocab", "table_size"), ("cells", "cells", None),
             ("auc", "AUC (mean)", _F4), ("auc_min", "AUC (min)", _F4),
@@ -311,12 +339,25 @@ def _auc_blocks(r: _Report) -> list[tuple]:
             "mean (and lowest) over the cells of that row (repeats of one measurement); "
             "modes are never averaged together. Gap = Bayes-optimal AUC of the synthetic "
             "test split − measured AUC."),
-        ("figure", "auc", auc_figure(table.assign(tick=_ticks(table)), colours=r.colours,
-                                     title="Measured test AUC against the Bayes-optimal AUC"),
-         "How far is each model from the best possible AUC? Bars: measured test AUC "
-         "(starting at 0.5, a random guess); black mark: the Bayes-optimal AUC of the same "
-         "synthetic test split (the true click probabilities); the gap is written above. "
-         "One bar per row of the table above.")]
+        _auc_figure(r, table)]
+
+
+def _auc_figure(r: _Report, table: pd.DataFrame) -> tuple:
+    """The AUC bars of the rows without a cache (cache cells: the Embedding cache
+    section, beside their baseline)."""
+    plotted = table[table["cache"].isna()]
+    if plotted.empty:
+        return ("p", f"No AUC figure here: every cell trained through an embedding cache "
+                     f"({_CACHE_ELSEWHERE}).")
+    left_out = (f" Rows with an embedding cache are left out ({_CACHE_ELSEWHERE})."
+                if len(plotted) < len(table) else "")
+    title = "Measured test AUC against the Bayes-optimal AUC"
+    return ("figure", "auc", auc_figure(plotted.assign(tick=_ticks(plotted)),
+                                        colours=r.colours, title=title),
+            "How far is each model from the best possible AUC? Bars: measured test AUC "
+            "(starting at 0.5, a random guess); black mark: the Bayes-optimal AUC of the "
+            "same synthetic test split (the true click probabilities); the gap is written "
+            f"above. One bar per row of the table above.{left_out}")
 
 
 def _ticks(frame: pd.DataFrame) -> list[str]:
@@ -330,13 +371,14 @@ def _throughput(r: _Report) -> list[tuple]:
     ok = r.ok
     if ok.empty:
         return blocks + [("p", "No ok cells: no throughput table, figures omitted.")]
-    table = ok.sort_values(["model", "mode", "embedding", "table_size", "workers"])
+    table = ok.sort_values(["model", "mode", "embedding", "cache", "table_size", "workers"])
     table = table.assign(flag=[None if pd.isna(share) else "loaded" if loaded else "quiet"
                                for share, loaded in zip(table["other_cpu_fraction"],
                                                         table["loaded"])])
     blocks.append(_table(table, r.run_column() + [
-        _key("model"), _LAYOUT, *_keys("hardware", "embedding", "table_size", "sparse"),
-        *_section("throughput", "memory", "machine"), ("flag", "machine load", None)],
+        _key("model"), _LAYOUT, *_keys("hardware", "embedding"), _CACHE,
+        *_keys("table_size", "sparse"), *_section("throughput", "memory", "machine"),
+        ("flag", "machine load", None)],
         f"Every ok cell. samples/s = global batch / median step; peak memory of the "
         f"whole process tree (all workers). Machine: the sgemm rate measured just before "
         f"the cell, the share of the machine's CPU other processes used while it trained "
@@ -356,8 +398,11 @@ _SPREAD = "the error bar reaches down to samples/s at the p90 step time"
 
 def _scaling_figures(r: _Report) -> list[tuple]:
     """Throughput and memory against table size (lines), or per configuration (bars)
-    when no configuration ran at more than one table size."""
-    ok = r.ok
+    when no configuration ran at more than one table size; cells without a cache."""
+    ok = r.ok[r.ok["cache"].isna()]
+    if ok.empty:
+        return [("p", f"No throughput or memory figure here: every ok cell trained "
+                      f"through an embedding cache ({_CACHE_ELSEWHERE}).")]
     sizes = ok.dropna(subset=["table_size"]).groupby("series")["table_size"].nunique()
     if (sizes > 1).any():
         draw, data, scope = line_figure, ok, "against table size"
@@ -373,6 +418,8 @@ def _scaling_figures(r: _Report) -> list[tuple]:
                          "How much memory does each configuration need?")
         one = ", ".join(f"{size:,.0f}" for size in sorted(ok["table_size"].dropna().unique()))
         note = f"Every configuration ran at one table size ({one} rows): no scaling to show."
+    if len(ok) < len(r.ok):
+        note += f" Cells with an embedding cache are left out ({_CACHE_ELSEWHERE})."
     return [
         ("figure", "throughput", draw(
             data, "samples_per_s", lower="samples_per_s_at_p90", colours=r.colours,
@@ -429,13 +476,245 @@ def _hash_tables(r: _Report) -> list[tuple]:
         return []
     return [("h", 2, "Hash tables"),
             _table(rows, r.run_column() + [
-                _key("model"), _LAYOUT, *_keys("table_size", "permit_filter_value",
-                                               "evict_filter_value", "capacity"),
-                *_section("hash"), *_keys("auc", "samples_per_s")],
+                _key("model"), _LAYOUT, _CACHE,
+                *_keys("table_size", "permit_filter_value", "evict_filter_value",
+                       "capacity"), *_section("hash"), *_keys("auc", "samples_per_s")],
                 "End-of-training counters of the dynamic hash tables: rows live, keys "
                 "admitted and evicted, keys seen but never admitted (below the permit "
                 "threshold), the share of lookups that read the default row, and the "
                 "host index's memory.")]
+
+
+# A cache cell's baselines come from the cells of its group: the same run, model, data,
+# table, embedding width, hardware and batch.
+_CACHE_GROUP = ["run", "model", "dataset", "table_size", "emb_dim", "hardware",
+                "batch_size"]
+# ... and its smallest-device reference: the same again, with the same tiers, policy and
+# lookahead.
+_CACHE_SIBLINGS = [*_CACHE_GROUP, "cache_tiers", "cache_policy", "cache_lookahead"]
+_TIERS = ("host", "remote", "ssd")
+_RATIO, _DELTA = "{:.3f}", "{:+.4f}"
+CACHE_INTRO = (
+    "Cells trained through the multi-level embedding cache (docs/embedding-cache.md): a "
+    "device tier of 'device rows' slots inside the compiled step (device fraction: those "
+    "rows as a share of the rows the data touches) in front of the tiers behind it, top "
+    "to bottom; 'policy' chooses the device's and the tiers' victims and 'lookahead' is "
+    "the number of batches the prefetch thread stages ahead. A hit rate per lookup counts "
+    "every key of a batch; per distinct key it counts each step's distinct keys once (the "
+    "rows a step must place). A lower tier's hit rate is the share of the keys asked of "
+    "it that it held.")
+REPLAY_NOTE = (
+    "The offline replays run the key trace each cell recorded at its device size, with "
+    "each step's distinct keys pinned together as the device pins them: Belady's optimum "
+    "(evict the key used furthest in the future), LRU and LFU. The online cache can beat "
+    "the plain LRU replay because it also pins the keys of the prefetched batches: it "
+    "uses future knowledge, never evicting a key the next batches need. Belady's step "
+    "optimum bounds every cache that pins at least the current step, this one included, "
+    "so 'of Belady' is at most 100%.")
+
+
+def _embedding_cache(r: _Report) -> list[tuple]:
+    cells = r.ok.dropna(subset=["cache_hit_rate"])
+    if cells.empty:
+        return []
+    cells = cells.sort_values([*_CACHE_SIBLINGS, "cache_device_rows"])
+    config = _cache_config(r, cells)
+    return [("h", 2, "Embedding cache"), ("p", CACHE_INTRO),
+            *_cache_hits(cells, config, r.colours),
+            *_cache_traffic(cells, config), *_cache_memory(cells, config),
+            *_cache_baselines(r, cells, config)]
+
+
+def _cache_config(r: _Report, cells: pd.DataFrame) -> list[tuple]:
+    """Columns naming a cache cell: run, model, data (when several), device, tiers,
+    policy, lookahead."""
+    data = [_key("dataset")] if cells["dataset"].nunique() > 1 else []
+    return r.run_column() + [_key("model"), *data, *_keys(
+        "cache_device_rows", "cache_device_fraction", "cache_tiers", "cache_policy",
+        "cache_lookahead")]
+
+
+def _cache_hits(cells: pd.DataFrame, config: list[tuple], colours: dict) -> list[tuple]:
+    return [
+        _table(cells, config + _keys(
+            "cache_hit_rate", "cache_hit_rate_unique",
+            *(f"cache_{tier}_hit_rate" for tier in _TIERS),
+            "cache_cold_misses", "cache_capacity_misses"),
+            "How often does each tier hold the key asked of it? Device hit rate per lookup "
+            "and per distinct key of a step; each lower tier's share of the keys asked of "
+            "it that it held; cold misses: rows created (no tier held the key: its first "
+            "use); capacity misses: rows fetched back from below (held before, evicted "
+            "for room)."),
+        ("p", REPLAY_NOTE),
+        _table(cells, config + _keys(
+            "cache_hit_rate_unique", "cache_belady_hit_rate_unique",
+            "cache_lru_hit_rate_unique", "cache_lfu_hit_rate_unique",
+            "cache_hit_rate_vs_belady"),
+            "How close does each cache come to the best possible? Hit rates per distinct "
+            "key of a step: the run's own, the offline replays of its key trace at the "
+            "same device size (Belady's optimum, LRU, LFU) and the run's as a fraction "
+            "of Belady's."),
+        _warm_up(cells, colours), _miss_ratios(cells, colours)]
+
+
+def _warm_up(cells: pd.DataFrame, colours: dict) -> tuple:
+    if cells["cache_hit_curve"].isna().all():
+        return ("p", "No warm-up figure: no cell recorded its hit rate per step.")
+    return ("figure", "cache-warm-up", curve_figure(
+        cells, "cache_hit_curve", colours=colours, top=1.0,
+        title="Device hit rate per training step (distinct keys)",
+        ylabel=_KEYS["cache_hit_rate_unique"].header),
+        "How fast does the device tier warm up? Per training step, the share of the "
+        "step's distinct keys already in the device tier, one line per cache "
+        "configuration (the median of its cells). It starts at 0 (an empty device) and "
+        "levels off near the run's hit rate per distinct key.")
+
+
+def _miss_ratios(cells: pd.DataFrame, colours: dict) -> tuple:
+    if cells["cache_mrc"].isna().all():
+        return ("p", "No miss-ratio figure: no cell replayed its key trace.")
+    at = cells["cache_device_fraction"].fillna(cells["cache_device_rows"]
+                                               / cells["data_vocab"])
+    shown = cells.assign(at=at, belady_miss=1 - cells["cache_belady_hit_rate_unique"],
+                         online_miss=1 - cells["cache_hit_rate_unique"])
+    return ("figure", "cache-miss-ratio", miss_ratio_figure(
+        shown, "cache_mrc", at="at", colours=colours,
+        marks={"Belady's optimum": ("belady_miss", "v"), "the run (online)":
+               ("online_miss", "o")},
+        title="Miss ratio by device size: LRU replay, Belady's, the run's",
+        xlabel="device rows, as a share of the rows touched (log scale)"),
+        "How much would a larger or smaller device tier miss? Lines: the miss ratio (per "
+        "distinct key of a step) of an LRU cache replaying the run's key trace, against "
+        "the device size as a share of the keys the trace touched. Marks at each cell's "
+        "device fraction (of the data's vocabulary, the same share up to ids training "
+        "never met): triangle, Belady's optimal miss ratio; circle, the run's own (1 − "
+        "its hit rate). A circle below the line: the online cache beat plain LRU by "
+        "pinning prefetched keys.")
+
+
+def _cache_traffic(cells: pd.DataFrame, config: list[tuple]) -> list[tuple]:
+    moved = [f"cache_{tier}_mb_{way}" for tier in _TIERS for way in ("read", "written")]
+    return [_table(cells, config + _keys(
+        "cache_fetched_per_step", "cache_written_back_per_step", *moved,
+        "cache_exposed_fetch_ms", "cache_hidden_fetch_ms", "step_ms_p50"),
+        "How much data moves between the tiers, and how long does training wait for it? "
+        "Rows fetched into the device and dirty rows written back, per step; MiB read "
+        "from and written to each tier over the run (ssd written: what the SSD wears); "
+        "exposed fetch: per step, the time training waited for staged rows and its "
+        "batch; hidden fetch: per step, fetch time the prefetch thread spent while "
+        "training ran. The median step time for scale.")]
+
+
+def _cache_memory(cells: pd.DataFrame, config: list[tuple]) -> list[tuple]:
+    budgets = {f"{tier}_budget": [_tier_budget(row.run_config, tier, row.cache_device_rows)
+                                  for row in cells.itertuples(index=False)]
+               for tier in ("host", "remote")}
+    return [_table(cells.assign(**budgets), config + [
+        _key("cache_device_mb"),
+        *(column for tier in _TIERS for column in (
+            _key(f"cache_{tier}_rows_held"),
+            *([(f"{tier}_budget", f"{tier} budget (rows)", None)] if tier != "ssd" else []),
+            _key(f"cache_{tier}_mb_held"))),
+        *_keys("peak_rss_mb", "cache_remote_peak_rss_mb")],
+        f"How much memory does each tier hold against its budget? The device tier's rows "
+        f"and optimizer state; rows and MiB each tier held at the end against its budget "
+        f"(cache.host_rows, cache.remote_rows; a host tier above the bottom without one "
+        f"holds {HOST_ROWS_PER_DEVICE_ROW} × the device rows; unbounded: no limit). The "
+        f"SSD tier is the store, unbounded: its rows are RocksDB's estimate (overwritten "
+        f"keys count until compaction) and its MiB the files on disk. Peak RSS of the "
+        f"training process and of the Redis-protocol server the run started.")]
+
+
+def _tier_budget(run_config: dict | None, tier: str, device_rows: float) -> str | None:
+    """The rows ``tier`` may hold, from the cell's run config: its cache.*_rows, the
+    host's default above the bottom, or "unbounded"; None when the cell has no such tier
+    (or no run config)."""
+    cache = run_config.get("cache") if isinstance(run_config, dict) else None
+    if not cache or tier not in cache["tiers"].split("+"):
+        return None
+    rows = cache[f"{tier}_rows"]
+    if rows is not None:
+        return f"{rows:,}"
+    if tier == "host" and cache["tiers"] != "host" and pd.notna(device_rows):
+        times = HOST_ROWS_PER_DEVICE_ROW
+        return f"{times * device_rows:,.0f} ({times} × device)"
+    return "unbounded"
+
+
+def _cache_baselines(r: _Report, cells: pd.DataFrame, config: list[tuple]) -> list[tuple]:
+    """Each cache cell against the no-cache cell of its group and against the cell with
+    the smallest device of its siblings; the throughput figure with the baselines."""
+    plain = r.ok[(r.ok["embedding"] == "hash") & r.ok["cache_device_rows"].isna()]
+    base = (plain.groupby(_CACHE_GROUP).agg(
+        base_cells=("cell_id", "count"), base_speed=("samples_per_s", "median"),
+        base_auc=("auc", "mean")).reset_index())
+    shown = (cells.merge(base, on=_CACHE_GROUP, how="left")
+             .merge(_smallest_devices(cells), on=_CACHE_SIBLINGS, how="left"))
+    shown = shown.assign(base_ratio=shown["samples_per_s"] / shown["base_speed"],
+                         base_delta=shown["auc"] - shown["base_auc"],
+                         least_ratio=shown["samples_per_s"] / shown["least_speed"],
+                         least_delta=shown["auc"] - shown["least_auc"])
+    speed, auc = _KEYS["samples_per_s"].header, _KEYS["auc"].header
+    return [
+        ("p", "Baselines, measured in the same run: a cache cell's no-cache baseline is "
+              "the cell (or the median of the cells) of the same model, data, table size, "
+              "embedding width, hardware and batch with hash tables and no cache: the "
+              "whole table resident in the compiled step, every lookup a hit. Its "
+              "smallest-device reference is the cell of that group with the same tiers, "
+              "policy and lookahead and the fewest device rows, where nearly every lookup "
+              "comes from below; a cell with no smaller sibling has none. A dash: that "
+              "cell was not measured."),
+        _table(shown, config + [
+            *_keys("samples_per_s", "auc"), ("base_cells", "no-cache cells", "{:,.0f}"),
+            ("base_speed", f"no-cache {speed}", "{:,.0f}"),
+            ("base_ratio", f"{speed} ÷ no cache", _RATIO),
+            ("base_delta", f"{auc} − no cache", _DELTA),
+            ("least_rows", "smallest device (rows)", "{:,.0f}"),
+            ("least_ratio", f"{speed} ÷ smallest device", _RATIO),
+            ("least_delta", f"{auc} − smallest device", _DELTA)],
+            "What does the cache cost in speed and AUC? Each cache cell against the "
+            "no-cache cell of its group (the whole table resident) and against its "
+            "smallest-device sibling (nearly every lookup from below)."),
+        _cache_speed_figure(r, cells, plain)]
+
+
+def _smallest_devices(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per group of siblings measured at more than one device size: the fewest device
+    rows (least_rows), the median samples/s and mean AUC of the cells that have them."""
+    siblings = cells.groupby(_CACHE_SIBLINGS)["cache_device_rows"]
+    several = cells[siblings.transform("nunique") > 1]
+    fewest = several.groupby(_CACHE_SIBLINGS)["cache_device_rows"].transform("min")
+    least = several[several["cache_device_rows"] == fewest]
+    return least.groupby(_CACHE_SIBLINGS).agg(
+        least_rows=("cache_device_rows", "first"), least_speed=("samples_per_s", "median"),
+        least_auc=("auc", "mean")).reset_index()
+
+
+def _cache_speed_figure(r: _Report, cells: pd.DataFrame, plain: pd.DataFrame) -> tuple:
+    """Bars of samples/s: per group, its no-cache baseline, then each cache cell."""
+    groups = cells[_CACHE_GROUP].drop_duplicates()
+    bars = pd.concat([plain.merge(groups, on=_CACHE_GROUP), cells])
+    bars = bars.sort_values([*_CACHE_SIBLINGS, "cache_device_rows"], na_position="first")
+    varying = [c for c in _CACHE_GROUP if groups[c].nunique() > 1]
+    ticks = ["".join(f"{_group_part(c, getattr(row, c))}\n" for c in varying)
+             + (row.cache.replace(", ", "\n") if isinstance(row.cache, str) else "no cache")
+             for row in bars.itertuples(index=False)]
+    return ("figure", "cache-throughput", bar_figure(
+        bars.assign(tick=ticks), "samples_per_s", lower="samples_per_s_at_p90",
+        colours=r.colours, title="Training throughput through the embedding cache",
+        ylabel="samples/s"),
+        f"How fast does each cache configuration train against the whole table "
+        f"resident? Median samples/s per configuration; the 'no cache' bar of each group "
+        f"is its baseline (hash tables, no cache); {_SPREAD}.")
+
+
+def _group_part(column: str, value) -> str:
+    """A bar label's part naming a cell's group (a column of :data:`_CACHE_GROUP`)."""
+    if column == "dataset":
+        return Path(value).name
+    formats = {"table_size": "{:,.0f} rows", "emb_dim": "dim {:.0f}",
+               "batch_size": "batch {:,.0f}"}
+    return formats.get(column, "{}").format(value)
 
 
 def _roofline(r: _Report) -> list[tuple]:
@@ -564,8 +843,8 @@ def build_blocks(run_paths: list[Path], published: list[dict] | None = None) -> 
     frame, runs = load_runs(run_paths)
     r = _Report(frame, runs, load_published() if published is None else published)
     return _numbered(_summary(r) + _quality(r) + _throughput(r) + _parallel_modes(r)
-                     + _hash_tables(r) + _roofline(r) + _problems(r) + _environment(r)
-                     + _comparison(r))
+                     + _hash_tables(r) + _embedding_cache(r) + _roofline(r) + _problems(r)
+                     + _environment(r) + _comparison(r))
 
 
 def _numbered(blocks: list[tuple]) -> list[tuple]:

@@ -7,6 +7,7 @@ mappings or dotted names; grids use dotted names::
 
     description: text
     timeout_s: 900                       # per cell
+    include: [cache]                     # the cells of other suites, as they define them
     fixed:                               # applies to every cell
       preset: cpu-small
       data: {rows: 300000, vocab: 200000}
@@ -44,7 +45,7 @@ from mindrec.config import (DEFAULT_PRESET, MODEL_CONFIGS, SECTIONS, ConfigError
                             from_dict, reject_unknown, run_config_from_sections)
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-_SUITE_KEYS = {"description", "timeout_s", "fixed", "grid", "cells"}
+_SUITE_KEYS = {"description", "timeout_s", "include", "fixed", "grid", "cells"}
 _AXES = ("model", "preset", "hardware", "repeat")
 # Fields that change which steps are timed or logged, not what is trained: left out of
 # the cell id.
@@ -297,6 +298,7 @@ def load_suite(name_or_path: str) -> Suite:
         cells.append(cell_from_dict({**fixed, **listed}, f"{path}: cells[{i}]"))
     if not cells and fixed:
         cells.append(cell_from_dict(fixed, f"{path}: fixed"))
+    cells += _included(data.get("include") or [], path)
     seen = set()
     for cell in cells:
         if cell.cell_id in seen:
@@ -311,6 +313,18 @@ def load_suite(name_or_path: str) -> Suite:
                           f"{data.get('timeout_s')!r}") from None
     return Suite(name=path.stem, description=str(data.get("description", "")),
                  timeout_s=timeout_s, cells=tuple(cells))
+
+
+def _included(names, path: Path) -> list[CellSpec]:
+    """The cells of the suites named by ``include`` (each as its own file defines them)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{path}: include must be a list of suite names")
+    cells = []
+    for name in names:
+        if suite_path(name).resolve() == path.resolve():
+            raise ConfigError(f"{path}: a suite cannot include itself")
+        cells += load_suite(name).cells
+    return cells
 
 
 def select(cells: tuple[CellSpec, ...], only: str | None) -> list[CellSpec]:

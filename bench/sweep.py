@@ -43,8 +43,8 @@ def skip_reason(spec: CellSpec) -> str | None:
     if reason:
         return reason
     table_size = spec.base_run.train.table_size
-    if table_size is None:  # sized by the data, which fits by construction
-        return None
+    if table_size is None or spec.base_run.cache.enabled:
+        return None  # sized by the data, which fits; or a cache's tiers hold the rows
     need = table_memory_bytes(spec.base_run, table_size) * _TABLE_MEMORY_MARGIN
     total = psutil.virtual_memory().total
     if need > 0.8 * total:

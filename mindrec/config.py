@@ -215,9 +215,12 @@ class CacheConfig:
     ssd_path: str | None = None  # None: a directory the harness makes for the run
     policy: CachePolicy = CachePolicy.LRU
     lookahead: int = 1  # batches staged ahead by the prefetch thread (0: none)
+    # Rows of keys 0..N-1 bulk-loaded into the SSD tier before training (a large table
+    # that exists beforehand; with train.table_size N every key the data uses is there).
+    initial_rows: int | None = None
 
     def __post_init__(self):
-        for name in ("device_rows", "host_rows", "remote_rows"):
+        for name in ("device_rows", "host_rows", "remote_rows", "initial_rows"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"cache.{name} must be at least 1 (or null), got {value}")
@@ -229,6 +232,9 @@ class CacheConfig:
         if self.device_rows is not None and self.device_fraction is not None:
             raise ConfigError("cache: set device_rows or device_fraction, not both")
         names = self.tiers.split("+")
+        if self.initial_rows is not None and names[-1] != "ssd":
+            raise ConfigError(f"cache.initial_rows: rows are bulk-loaded into an ssd tier at "
+                              f"the bottom; tiers are {self.tiers!r}")
         if not names or any(n not in CACHE_TIERS for n in names) or names != sorted(
                 set(names), key=CACHE_TIERS.index):
             raise ConfigError(f"cache.tiers {self.tiers!r}: name tiers among "

@@ -18,7 +18,6 @@ from mindrec.data.dataset import open_dataset
 from mindrec.embedding.cache.device import DeviceCache
 from mindrec.embedding.tables import table_bytes
 from mindrec.models.registry import flops_per_sample, use_sparse
-from mindrec.train import checkpoint
 from mindrec.train.trainer import EVAL_BATCH, build, evaluate, fit, table_rows
 
 
@@ -27,6 +26,7 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
                       measurement_id: str | None = None, preset: str | None = None,
                       suite: str | None = None, limits: dict | None = None,
                       checkpoint_path: str | Path | None = None,
+                      resume_from: str | Path | None = None,
                       progress: TextIO | None = sys.stderr, job_dir: str | Path | None = None,
                       timeout_s: float = 3600.0) -> dict:
     """Train ``run`` on ``data_dir``, evaluate on its test split, return a result record.
@@ -44,9 +44,9 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
     data_dir = Path(data_dir)
     meta = open_dataset(data_dir)
     parallel = run.parallel.mode is not ParallelMode.STANDALONE
-    if parallel and checkpoint_path is not None:
-        raise ValueError("--checkpoint is for standalone runs (each worker of a parallel "
-                         "run holds a different shard)")
+    if parallel and (checkpoint_path is not None or resume_from is not None):
+        raise ValueError("--checkpoint and --resume are for standalone runs (each worker of "
+                         "a parallel run holds a different shard)")
     started_at = now_iso()
     device = select_device(hardware)
     # The same kernel as the run's limits, measured here just before training: the gate
@@ -58,7 +58,8 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
                                                       timeout_s)
         else:
             result, quality, memory = _train_standalone(run, data_dir, device, hardware,
-                                                        checkpoint_path, progress, job_dir)
+                                                        checkpoint_path, resume_from,
+                                                        progress, job_dir)
     rows = table_rows(run, data_dir)
     flops = flops_per_sample(run)
     metrics = {
@@ -124,8 +125,8 @@ def spec_block(run: RunConfig, *, dataset: str, rows: int, data_vocab: int | Non
 
 
 def _train_standalone(run: RunConfig, data_dir: Path, device: str, hardware: str,
-                      checkpoint_path: str | Path | None, progress: TextIO | None,
-                      work_dir: str | Path | None = None):
+                      checkpoint_path: str | Path | None, resume_from: str | Path | None,
+                      progress: TextIO | None, work_dir: str | Path | None = None):
     """Train and evaluate in this process: (TrainResult, EvalResult, memory and cache
     metrics). A cache's services (its server, its SSD directory in ``work_dir``) live as
     long as the run."""
@@ -137,14 +138,13 @@ def _train_standalone(run: RunConfig, data_dir: Path, device: str, hardware: str
         network = build(services.run, data_dir, device)
         if isinstance(network.hash_index, DeviceCache):
             network.hash_index.record_trace()  # replayed offline for Belady's optimum
-        result = fit(network, services.run, data_dir, progress=progress)
+        result = fit(network, services.run, data_dir, progress=progress,
+                     checkpoint_path=checkpoint_path, resume_from=resume_from)
         # Through a cache, an evaluation batch's keys must fit the device tier as a
         # training batch's do.
         eval_batch = run.train.batch_size if run.cache.enabled else EVAL_BATCH
         quality = evaluate(network, data_dir, batch_size=eval_batch,
                            table_size=run.train.table_size)
-        if checkpoint_path is not None:
-            checkpoint.save(network, checkpoint_path)
         cache = network.hash_index if isinstance(network.hash_index, DeviceCache) else None
         extra = {} if cache is None else cache_metrics(cache, services.server)
         if cache is not None:

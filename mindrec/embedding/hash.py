@@ -211,6 +211,14 @@ class DeviceHashEmbedding(nn.Cell):
         return self.table.get(keys)
 
 
+def bind_table_states(network: nn.Cell, optimizers) -> None:
+    """Bind every hash table of ``network`` to its state in ``optimizers`` (new rows then
+    restart it; a cache moves it with the rows)."""
+    for _, cell in network.cells_and_names():
+        if isinstance(cell, HashEmbedding):
+            cell.bind_optimizer_states(optimizers)
+
+
 # -- incremental export ------------------------------------------------------------------
 
 @dataclass

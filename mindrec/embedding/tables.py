@@ -60,7 +60,7 @@ class TableFactory:
             self.index = self._hash_index
         if cached:
             from mindrec.embedding.cache.build import device_cache
-            self.index = device_cache(cache, self._hash_index)
+            self.index = device_cache(cache, self._hash_index, seed)
         self._made = 0
 
     def __call__(self, dim: int, init_std: float) -> nn.Cell:

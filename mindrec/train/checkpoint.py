@@ -29,7 +29,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from mindrec.embedding.cache.device import DeviceCache
-from mindrec.embedding.hash import HashEmbedding
+from mindrec.embedding.hash import HashEmbedding, bind_table_states
 from mindrec.embedding.sharded import ShardedEmbedding
 
 _INDEX_PREFIX = "hash_index."
@@ -114,6 +114,8 @@ def load(network: nn.Cell, path: str | Path, optimizers=None) -> int:
                 rng.bit_generator.state = json.loads(
                     _bytes_text(params[_RNG_PREFIX + name].asnumpy()))
     if isinstance(index, DeviceCache):
+        if optimizers is None:  # a cached row carries optimizer state: give it a place
+            bind_table_states(network, network.optimizers())
         if _SNAPSHOT_ENTRY not in params:
             raise KeyError(f"{path}: checkpoint has no cache snapshot for the network's cache")
         index.restore(path.with_name(_bytes_text(params[_SNAPSHOT_ENTRY].asnumpy())))
@@ -163,10 +165,11 @@ def _bytes_text(array: np.ndarray) -> str:
 
 
 def _remove_older_snapshots(path: Path, keep: Path) -> None:
-    """Delete the cache snapshots of earlier checkpoints at ``path`` (ours by name:
-    ``<stem>.cache-<step>``)."""
+    """Delete the cache snapshots of earlier checkpoints at ``path``, and any left
+    half-written by a killed run (ours by name: ``<stem>.cache-<step>[.partial]``)."""
     for old in path.parent.glob(f"{path.stem}.cache-*"):
-        if old != keep and old.is_dir() and old.name[len(path.stem) + 7:].isdigit():
+        step = old.name[len(path.stem) + len(".cache-"):].removesuffix(".partial")
+        if old != keep and old.is_dir() and step.isdigit():
             shutil.rmtree(old)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import ParameterTuple, nn, ops
 
-from mindrec.embedding.hash import HashEmbedding
+from mindrec.embedding.hash import HashEmbedding, bind_table_states
 from mindrec.embedding.sharded import ShardedEmbedding
 from mindrec.train.distributed import GradientMean
 
@@ -44,9 +44,7 @@ class TrainStep(nn.Cell):
         super().__init__(auto_prefix=False)
         self.loss_cell = LossCell(network)
         optimizers = network.optimizers()
-        for _, cell in network.cells_and_names():
-            if isinstance(cell, HashEmbedding):
-                cell.bind_optimizer_states(optimizers)
+        bind_table_states(network, optimizers)
         self.optimizers = nn.CellList(optimizers, auto_prefix=False)
         params = [p for opt in optimizers for p in opt.parameters]
         bounds = [0]

@@ -138,11 +138,11 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
     equal slice of each (so K steps match K standalone steps on the global batches);
     throughput counts the global batch.
 
-    With ``checkpoint_path`` and ``run.train.checkpoint_every``, a checkpoint (optimizer
-    state included) is written every that many steps, each replacing the last; its time
-    is not part of any step's. ``resume_from`` starts from such a checkpoint: its
-    parameters, optimizer state and step, the batches before that step skipped, so the
-    run goes on as if it had not stopped.
+    With ``checkpoint_path``, a checkpoint (optimizer state included) is written at the
+    end and, with ``run.train.checkpoint_every``, every that many steps, each replacing
+    the last; its time is not part of any step's. ``resume_from`` starts from such a
+    checkpoint: its parameters, optimizer state and step, the batches before that step
+    skipped, so the run goes on as if it had not stopped.
     """
     cfg = run.train
     index = network.hash_index
@@ -172,10 +172,7 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
                             cfg.warmup_steps)
                 if checkpoint_path and cfg.checkpoint_every and (
                         result.steps % cfg.checkpoint_every == 0):
-                    saving = time.perf_counter()
-                    checkpoint.save(network, checkpoint_path, step_fn.optimizers,
-                                    step=result.steps)
-                    result.checkpoint_s += time.perf_counter() - saving
+                    _save(network, checkpoint_path, step_fn, result)
                 now = time.perf_counter()
                 due = result.steps % cfg.log_every == 0 or now - last_report > 10
                 if progress is not None and due:
@@ -194,9 +191,18 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
                          f"{cfg.batch_size} rows; more than warmup_steps={cfg.warmup_steps} "
                          f"are needed to time")
     result.wall_s = time.perf_counter() - started
+    if checkpoint_path:
+        _save(network, checkpoint_path, step_fn, result)
     if index is not None:
         result.table_stats = dataclasses.asdict(index.stats())
     return result
+
+
+def _save(network, path, step_fn, result: TrainResult) -> None:
+    """A checkpoint of the run at its current step (its time apart)."""
+    start = time.perf_counter()
+    checkpoint.save(network, path, step_fn.optimizers, step=result.steps)
+    result.checkpoint_s += time.perf_counter() - start
 
 
 def _train_step(step_fn, index, batch: list[np.ndarray], result: TrainResult,

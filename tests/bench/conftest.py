@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import copy
-import time
 
-import psutil
 import pytest
 
 from bench.results import SCHEMA, validate
@@ -74,37 +72,3 @@ def tiny_sweep(tmp_path_factory):
     results = root / "results"
     return results, run_sweep(load_suite(str(suite)), results, run_id="tiny")
 
-
-def _alive(procs):
-    """The processes of ``procs`` still running (a zombie is dead)."""
-    running = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                running.append(proc)
-        except psutil.NoSuchProcess:
-            continue
-    return running
-
-
-def _wait_for(condition, timeout_s: float) -> bool:
-    """Poll ``condition`` until it is true or ``timeout_s`` passes. A liveness bound for
-    what would otherwise hang for ever, never a speed assertion."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-@pytest.fixture
-def alive():
-    """``alive(procs)``: the processes still running."""
-    return _alive
-
-
-@pytest.fixture
-def wait_for():
-    """``wait_for(condition, timeout_s)``: poll until true; False on time-out."""
-    return _wait_for

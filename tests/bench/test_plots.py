@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 
-from bench.plots import (AUC_FLOOR, UPRIGHT_TICKS, auc_figure, bar_figure, figure_png,
-                         joined_runs, line_figure, series_colours)
+from bench.plots import (AUC_FLOOR, LEGEND_WIDTH, UPRIGHT_TICKS, auc_figure, bar_figure,
+                         curve_figure, figure_png, joined_runs, legend_label, line_figure,
+                         miss_ratio_figure, series_colours)
 
 COLOURS = series_colours(["a", "b", "c"])
 
@@ -138,3 +139,63 @@ def test_figure_png_renders_a_png():
     fig = line_figure(cells(("a", 1e4, 900.0)), "samples_per_s", colours=COLOURS,
                       title="t", ylabel="y")
     assert figure_png(fig).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_curve_figure_draws_the_median_curve_of_each_series_from_step_one():
+    frame = pd.DataFrame({"series": ["a", "a", "a", "b"],
+                          "curve": [[0.0, 0.4, 0.8, 0.9], [0.0, 0.6, 0.6],
+                                    [0.0, 0.5, 1.0], [0.1, 0.2]]})
+    fig = curve_figure(frame, "curve", colours=COLOURS, title="t", ylabel="y", top=1.0)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["a"].get_xdata()) == [1, 2, 3]  # cut to the shortest curve
+    assert list(lines["a"].get_ydata()) == pytest.approx([0.0, 0.5, 0.8])
+    assert list(lines["b"].get_ydata()) == pytest.approx([0.1, 0.2])
+    assert to_rgba(lines["b"].get_color()) == to_rgba(COLOURS["b"])
+    assert ax.get_ylim() == (0, 1) and legend_outside(fig)
+    unbounded = curve_figure(frame, "curve", colours=COLOURS, title="t", ylabel="y")
+    assert unbounded.axes[0].get_ylim()[0] == 0
+
+
+def test_miss_ratio_figure_marks_each_cell_on_its_series_curve():
+    frame = pd.DataFrame({"series": ["a", "a", "b"],
+                          "mrc": [[[0.1, 0.5], [1.0, 0.1]], [[0.1, 0.7], [1.0, 0.1]],
+                                  [[0.1, 0.6], [0.5, 0.2]]],
+                          "at": [0.3, 0.3, 0.5], "best": [0.2, 0.3, 0.1],
+                          "online": [0.35, 0.45, 0.15]})
+    fig = miss_ratio_figure(frame, "mrc", at="at", colours=COLOURS, title="t", xlabel="x",
+                            marks={"Belady": ("best", "v"), "online": ("online", "o")})
+    ax = fig.axes[0]
+    curves = {line.get_label(): line for line in ax.get_lines()
+              if line.get_label() in ("a", "b")}
+    assert list(curves["a"].get_xdata()) == [0.1, 1.0]
+    assert list(curves["a"].get_ydata()) == pytest.approx([0.6, 0.1])  # median per x
+    marks = [(line.get_marker(), list(line.get_xdata()), list(line.get_ydata()),
+              to_rgba(line.get_color())) for line in ax.get_lines()
+             if line.get_linestyle() == "None" and len(line.get_xdata())]
+    assert marks == [("v", [0.3], [0.25], to_rgba(COLOURS["a"])),
+                     ("v", [0.5], [0.1], to_rgba(COLOURS["b"])),
+                     ("o", [0.3], [0.4], to_rgba(COLOURS["a"])),
+                     ("o", [0.5], [0.15], to_rgba(COLOURS["b"]))]
+    handles, labels = ax.get_legend_handles_labels()
+    assert labels == ["a", "b", "Belady", "online"]
+    assert {to_rgba(h.get_color()) for h in handles[2:]} == {to_rgba("black")}
+    assert ax.get_ylim() == (0, 1) and ax.get_xscale() == "log" and legend_outside(fig)
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)]
+    assert {"10%", "100%"} <= set(ticks) and not any("e" in tick for tick in ticks)
+
+
+def test_long_series_names_break_in_the_legend_only():
+    name = "wide_deep / standalone x1 / hash / cache 30%, host+remote+ssd, lru"
+    assert legend_label(name) == ("wide_deep / standalone x1 / hash /\n"
+                                  "cache 30%, host+remote+ssd, lru")
+    assert legend_label("dcn / hybrid x2 / static") == "dcn / hybrid x2 / static"
+    assert all(len(line) <= LEGEND_WIDTH + 2
+               for line in legend_label(" / ".join(["abcdefghij"] * 9)).split("\n"))
+    frame = cells((name, 1e4, 900.0), ("a", 1e4, 800.0))
+    fig = line_figure(frame, "samples_per_s", colours=series_colours([name, "a"]),
+                      title="t", ylabel="y")
+    ax = fig.axes[0]
+    assert ax.get_legend_handles_labels()[1] == ["a", name]  # the series keeps its name
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", legend_label(name)]

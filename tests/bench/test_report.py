@@ -392,3 +392,241 @@ def test_report_of_a_real_sweep(tiny_sweep, tmp_path, published):
     assert all(re.fullmatch(r"[\d.]+\.\.[\d.]+\.\.[\d.]+", row["sgemm min..median..best"])
                for row in limits)
     assert html_path.read_text().count("<figure>") == 5
+
+
+# The embedding cache section.
+
+TIER_METRICS = ("hit_rate", "rows_held", "mb_held", "mb_read", "mb_written")
+
+
+def cache_cell(make, fraction=0.3, tiers="host+ssd", policy="lru", *, lookahead=1,
+               model="wide_deep", dataset="synthetic", host_rows=None, speed=8_000.0,
+               auc=0.75, hit=0.97, run_id="r1", **metrics):
+    """An ok record of a cell trained through the cache: 10,000 rows touched, the device
+    ``fraction`` of them; tier metrics for each tier named; hit rates from ``hit``."""
+    rows = round(fraction * 10_000)
+    run_config = {"cache": {"device_rows": None, "device_fraction": fraction,
+                            "tiers": tiers, "host_rows": host_rows, "remote_rows": None,
+                            "remote_url": None, "ssd_path": None, "policy": policy,
+                            "lookahead": lookahead}}
+    tier_values = {"hit_rate": 0.5, "rows_held": 2_000, "mb_held": 0.5, "mb_read": 4.0,
+                   "mb_written": 3.0}
+    return make(
+        run_id=run_id, cell_id=f"{model}-{dataset}-c{fraction}-{tiers}-{policy}-la{lookahead}",
+        spec={"model": model, "dataset": dataset, "data_vocab": 10_000,
+              "table_size": 10_000, "embedding": "hash", "cache_device_rows": rows,
+              "cache_device_fraction": fraction, "cache_tiers": tiers,
+              "cache_policy": policy, "cache_lookahead": lookahead,
+              "run_config": run_config},
+        metrics={"samples_per_s": speed, "auc": auc, "cache_hit_rate": hit,
+                 "cache_hit_rate_unique": hit - 0.2, "cache_hit_curve": [0.0, 0.5, hit - 0.2],
+                 "cache_cold_misses": 9_990, "cache_capacity_misses": 30_000,
+                 "cache_fetched_per_step": 300.0, "cache_written_back_per_step": 320.0,
+                 "cache_exposed_fetch_ms": 3.0, "cache_hidden_fetch_ms": 2.0,
+                 "cache_device_mb": rows * 200 / 2**20,
+                 "cache_belady_hit_rate_unique": hit - 0.1,
+                 "cache_lru_hit_rate_unique": hit - 0.25,
+                 "cache_lfu_hit_rate_unique": hit - 0.22,
+                 "cache_hit_rate_vs_belady": (hit - 0.2) / (hit - 0.1),
+                 "cache_mrc": [[0.2, 0.4], [0.5, 0.15], [1.0, 0.05]],
+                 **{f"cache_{tier}_{name}": value for tier in tiers.split("+")
+                    for name, value in tier_values.items()}, **metrics})
+
+
+def no_cache_cell(make, *, model="wide_deep", dataset="synthetic", speed=10_000.0,
+                  auc=0.76, repeat=0, run_id="r1", **spec):
+    """An ok record with hash tables and no cache: the whole table resident."""
+    return make(run_id=run_id, cell_id=f"{model}-{dataset}-hash-rep{repeat}",
+                spec={"model": model, "dataset": dataset, "data_vocab": 10_000,
+                      "table_size": 10_000, "embedding": "hash", **spec},
+                metrics={"samples_per_s": speed, "auc": auc})
+
+
+def cache_rows(md: str, first_header: str, column: str) -> list[dict]:
+    """The rows of the cache section's first table with ``first_header`` first and a
+    ``column``."""
+    text = section(md, "Embedding cache")
+    while True:
+        rows = md_rows(text, first_header)
+        if column in rows[0]:
+            return rows
+        text = text.split(f"| {first_header}", 1)[1].split("\n\n", 1)[1]
+
+
+def test_no_cache_section_without_cache_records(tmp_path, published, record_factory):
+    records = [no_cache_cell(record_factory), cell(record_factory),
+               record_factory(cell_id="cache-failed", status="failed", reason="boom",
+                              spec={"embedding": "hash", "cache_device_rows": 3_000,
+                                    "cache_tiers": "host", "cache_policy": "lru",
+                                    "cache_lookahead": 1})]
+    run = store(tmp_path / "runs" / "n.jsonl", records)
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    assert "Embedding cache" not in md and "cache (device, tiers, policy)" not in md
+    assert "cache-" not in "".join(figures(build_blocks([run], published)))
+    frame, _ = load_runs([run])
+    # cells without a cache keep the series (and colour) they had before the cache
+    assert list(frame["series"]) == ["wide_deep / standalone x1 / hash",
+                                     "wide_deep / standalone x1 / static",
+                                     "dcn / standalone x1 / hash / cache 3,000 rows, host, lru"]
+
+
+def cache_run(make, tmp_path) -> Path:
+    return store(tmp_path / "runs" / "cache.jsonl", [
+        no_cache_cell(make),
+        cache_cell(make, 0.1, host_rows=1_000, speed=5_000.0, auc=0.74, hit=0.90),
+        cache_cell(make, 0.3, host_rows=1_000, speed=6_000.0),
+        cache_cell(make, 1.0, host_rows=1_000, speed=9_000.0, auc=0.76, hit=0.99),
+        cache_cell(make, 0.3, "host", speed=5_500.0),
+        cache_cell(make, 0.3, "host+remote+ssd", "lfu", speed=4_000.0,
+                   cache_remote_peak_rss_mb=7.5)])
+
+
+def test_cache_section_answers_hit_rates_traffic_and_memory(tmp_path, published,
+                                                            record_factory):
+    md = write_report([cache_run(record_factory, tmp_path)], tmp_path / "out",
+                      published)[0].read_text()
+    cache = section(md, "Embedding cache")
+    config = ["model", "device rows", "device fraction", "tiers behind", "policy",
+              "lookahead"]
+    hits = cache_rows(md, "model", "device hit rate")
+    assert list(hits[0]) == config + [
+        "device hit rate", "device hit rate (distinct keys)", "host hit rate",
+        "remote hit rate", "ssd hit rate", "cold misses (rows)", "capacity misses (rows)"]
+    # sorted by tiers, policy, lookahead, then device size
+    assert [(row["tiers behind"], row["policy"], row["device rows"],
+             row["device fraction"]) for row in hits] == [
+        ("host", "lru", "3,000", "30.0%"), ("host+remote+ssd", "lfu", "3,000", "30.0%"),
+        ("host+ssd", "lru", "1,000", "10.0%"), ("host+ssd", "lru", "3,000", "30.0%"),
+        ("host+ssd", "lru", "10,000", "100.0%")]
+    assert (hits[2]["device hit rate"], hits[2]["device hit rate (distinct keys)"],
+            hits[2]["host hit rate"], hits[2]["remote hit rate"],
+            hits[2]["cold misses (rows)"]) == ("90.0%", "70.0%", "50.0%", "—", "9,990")
+    replay = cache_rows(md, "model", "Belady hit rate")
+    assert list(replay[0])[len(config):] == [
+        "device hit rate (distinct keys)", "Belady hit rate", "LRU (replay)",
+        "LFU (replay)", "of Belady"]
+    assert (replay[2]["Belady hit rate"], replay[2]["LRU (replay)"],
+            replay[2]["of Belady"]) == ("80.0%", "65.0%", "87.5%")
+    assert ("pins the keys of the prefetched batches" in cache
+            and "bounds every cache that pins at least the current step" in cache)
+    traffic = cache_rows(md, "model", "exposed fetch (ms)")
+    assert {"fetched per step (rows)", "written back per step (rows)", "ssd written (MiB)",
+            "hidden fetch (ms)", "step p50 (ms)"} <= set(traffic[0])
+    assert [row["remote read (MiB)"] for row in traffic] == [
+        "—", "4.00", "—", "—", "—"]
+    memory = cache_rows(md, "model", "host budget (rows)")
+    assert [(row["host budget (rows)"], row["remote budget (rows)"])
+            for row in memory] == [
+        ("unbounded", "—"), ("30,000 (10 × device)", "unbounded"), ("1,000", "—"),
+        ("1,000", "—"), ("1,000", "—")]
+    assert [row["server peak RSS (MiB)"] for row in memory] == [
+        "—", "7.50", "—", "—", "—"]
+    assert {"device tier (MiB)", "host rows", "ssd rows", "ssd held (MiB)",
+            "peak RSS (MiB)"} <= set(memory[0])
+    captions = re.findall(r"\*(?:Table|Figure) \d+\. ([^*]+)\*", cache)
+    assert len(captions) == 8 and all("?" in caption for caption in captions)
+
+
+def test_cache_cells_are_paired_with_the_baselines_of_their_group(tmp_path, published,
+                                                                  record_factory):
+    make = record_factory
+    records = [
+        no_cache_cell(make, speed=10_000.0, auc=0.76),
+        no_cache_cell(make, speed=50_000.0, batch_size=4_000),  # another group
+        cache_cell(make, 0.1, speed=5_000.0, auc=0.75),
+        cache_cell(make, 1.0, speed=9_000.0, auc=0.76),
+        cache_cell(make, 0.3, "host", speed=6_000.0),
+        no_cache_cell(make, model="dcn", speed=6_000.0, auc=0.77),
+        no_cache_cell(make, model="dcn", speed=8_000.0, auc=0.79, repeat=1),
+        cache_cell(make, 0.5, model="dcn", speed=3_500.0, auc=0.78),
+        cache_cell(make, 0.5, dataset="other", speed=1_000.0)]  # no baseline measured
+    run = store(tmp_path / "runs" / "pairs.jsonl", records)
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    rows = cache_rows(md, "model", "samples/s ÷ no cache")
+    got = [(row["model"], row["dataset"], row["device rows"], row["tiers behind"],
+            row["no-cache cells"], row["no-cache samples/s"],
+            row["samples/s ÷ no cache"], row["AUC − no cache"],
+            row["smallest device (rows)"], row["samples/s ÷ smallest device"],
+            row["AUC − smallest device"]) for row in rows]
+    assert got == [
+        ("dcn", "synthetic", "5,000", "host+ssd", "2", "7,000", "0.500", "+0.0000",
+         "—", "—", "—"),
+        ("wide_deep", "other", "5,000", "host+ssd", "—", "—", "—", "—", "—", "—", "—"),
+        ("wide_deep", "synthetic", "3,000", "host", "1", "10,000", "0.600", "-0.0100",
+         "—", "—", "—"),
+        ("wide_deep", "synthetic", "1,000", "host+ssd", "1", "10,000", "0.500", "-0.0100",
+         "1,000", "1.000", "+0.0000"),
+        ("wide_deep", "synthetic", "10,000", "host+ssd", "1", "10,000", "0.900", "+0.0000",
+         "1,000", "1.800", "+0.0100")]
+    baselines = section(md, "Embedding cache")
+    assert "hash tables and no cache: the whole table resident" in baselines
+    assert "nearly every lookup comes from below" in baselines
+
+
+def test_cache_figures_warm_up_miss_ratio_and_throughput(tmp_path, published,
+                                                         record_factory):
+    blocks = build_blocks([cache_run(record_factory, tmp_path)], published)
+    drawn = figures(blocks)
+    assert {"cache-warm-up", "cache-miss-ratio", "cache-throughput"} <= set(drawn)
+    hostssd = "wide_deep / standalone x1 / hash / cache 10%, host+ssd, lru"
+    warm = drawn["cache-warm-up"].axes[0]
+    lines = {line.get_label(): line for line in warm.get_lines()}
+    assert len(lines) == 5
+    assert list(lines[hostssd].get_xdata()) == [1, 2, 3]
+    assert list(lines[hostssd].get_ydata()) == pytest.approx([0.0, 0.5, 0.70])
+    assert warm.get_ylim() == (0, 1)
+    mrc = drawn["cache-miss-ratio"].axes[0]
+    curve = next(line for line in mrc.get_lines() if line.get_label() == hostssd)
+    assert list(curve.get_xdata()) == [0.2, 0.5, 1.0]
+    assert list(curve.get_ydata()) == [0.4, 0.15, 0.05]
+    marks = [(list(line.get_xdata()), list(line.get_ydata())) for line in mrc.get_lines()
+             if line.get_marker() in ("v", "o") and len(line.get_xdata())]
+    assert ([0.1], pytest.approx([0.2])) in marks  # Belady: 1 - 0.80 at 10%
+    assert ([0.1], pytest.approx([0.3])) in marks  # the run: 1 - 0.70
+    assert mrc.get_ylim() == (0, 1) and mrc.get_xscale() == "log"
+    speed = drawn["cache-throughput"].axes[0]
+    assert [t.get_text() for t in speed.get_xticklabels()][0] == "no cache"
+    assert sorted(b.get_height() for b in speed.patches) == [
+        4_000.0, 5_000.0, 5_500.0, 6_000.0, 9_000.0, 10_000.0]
+    assert speed.get_ylim()[0] == 0
+    # one colour per configuration: the cache configurations are new series, the
+    # no-cache cell keeps the colour it has in every other figure
+    colours = {name: legend_colours(fig) for name, fig in drawn.items()}
+    assert colours["cache-throughput"]["wide_deep / standalone x1 / hash"] == colours[
+        "throughput"]["wide_deep / standalone x1 / hash"]
+    for label in {label for drawn_colours in colours.values() for label in drawn_colours}:
+        assert len({c[label] for c in colours.values() if label in c}) == 1
+    assert len(set(colours["cache-throughput"].values())) == 6
+
+
+def test_the_host_tier_default_is_the_cache_builders():
+    from bench.report import HOST_ROWS_PER_DEVICE_ROW
+    from mindrec.embedding.cache.build import HOST_ROWS_PER_DEVICE_ROW as built
+    assert HOST_ROWS_PER_DEVICE_ROW == built
+
+
+def test_the_general_figures_leave_cache_cells_to_their_section(tmp_path, published,
+                                                                record_factory):
+    run = cache_run(record_factory, tmp_path)
+    blocks = build_blocks([run], published)
+    drawn = figures(blocks)
+    for name in ("auc", "throughput", "memory"):
+        assert set(legend_colours(drawn[name])) - {"Bayes-optimal AUC"} == {
+            "wide_deep / standalone x1 / hash"}
+        caption = next(b[-1] for b in blocks if b[0] == "figure" and b[1] == name)
+        assert "see Embedding cache" in caption
+    only = store(tmp_path / "runs" / "only.jsonl", [cache_cell(record_factory)])
+    blocks = build_blocks([only], published)
+    assert set(figures(blocks)) == {"cache-warm-up", "cache-miss-ratio", "cache-throughput"}
+    assert sum("No AUC figure here" in b[1] or "No throughput or memory figure" in b[1]
+               for b in blocks if b[0] == "p") == 2
+    # a cache cell without a baseline still has its bar
+    assert len(figures(blocks)["cache-throughput"].axes[0].patches) == 1
+    # the AUC and throughput tables name each cell's cache
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    for title in ("Quality", "Throughput and memory"):
+        shown = [row["cache (device, tiers, policy)"]
+                 for row in md_rows(section(md, title), "model")]
+        assert sorted(shown) == ["10%, host+ssd, lru", "100%, host+ssd, lru",
+                                 "30%, host+remote+ssd, lfu", "30%, host+ssd, lru",
+                                 "30%, host, lru", "—"]

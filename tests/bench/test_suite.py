@@ -116,3 +116,17 @@ def test_a_cell_round_trips_through_its_dict():
     assert (embedding.kind.value, embedding.permit_filter_value) == ("hash", 2)
     assert any(c.base_run.embedding.kind.value == "hash" and c.hardware == "cpu"
                for c in load_suite("quick").cells)
+
+
+def test_a_suite_includes_the_cells_of_another(tmp_path):
+    inner = tmp_path / "inner.yaml"
+    inner.write_text("fixed: {data.rows: 1000}\ncells: [{model: dcn}]\n")
+    outer = write(tmp_path, f"fixed: {{data.rows: 5000}}\ninclude: [{inner}]\n"
+                            "cells: [{model: wide_deep}]\n")
+    cells = load_suite(str(outer)).cells
+    assert [(c.model, c.data.rows) for c in cells] == [("wide_deep", 5000), ("dcn", 1000)]
+    assert {c.cell_id for c in load_suite("cache").cells} <= {
+        c.cell_id for c in load_suite("standard").cells}
+    outer.write_text(f"include: [{outer}]\n")
+    with pytest.raises(ConfigError, match="cannot include itself"):
+        load_suite(str(outer))

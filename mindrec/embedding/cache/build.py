@@ -16,7 +16,7 @@ from mindrec.embedding.hash_index import HashIndex
 HOST_ROWS_PER_DEVICE_ROW = 10
 
 
-def device_cache(config: CacheConfig, index: HashIndex) -> DeviceCache:
+def device_cache(config: CacheConfig, index: HashIndex, seed: int = 0) -> DeviceCache:
     """The device tier over ``index`` (whose capacity is the device rows) and the tiers
     behind it, made once the row width is known."""
     namespace = f"mindrec-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -26,7 +26,8 @@ def device_cache(config: CacheConfig, index: HashIndex) -> DeviceCache:
         return build_chain(config, width, index.capacity, namespace, next(generations),
                            snapshot)
     return DeviceCache(index, make_chain, policy=config.policy.value,
-                       lookahead=config.lookahead)
+                       lookahead=config.lookahead, initial_rows=config.initial_rows or 0,
+                       seed=seed)
 
 
 def build_chain(config: CacheConfig, width: int, device_rows: int, namespace: str,

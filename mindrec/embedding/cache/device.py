@@ -85,13 +85,20 @@ class DeviceCache:
             bound) and after a :meth:`restore`.
         policy (str): "lru" or "lfu", over the device slots.
         lookahead (int): batches the prefetch thread stages ahead (0: fetch inline).
+        initial_rows (int): rows of keys ``0 .. initial_rows - 1`` bulk-loaded into the
+            bottom tier (an SSD tier) when the tiers are made, drawn as new rows are
+            (from generators seeded by ``seed``): a large table that exists before
+            training, never passing through the device.
 
     Tables register themselves (:meth:`add_table`); their optimizer states must be bound
     (``HashEmbedding.bind_optimizer_states``) before the first step.
     """
 
-    def __init__(self, index: HashIndex, make_chain, policy: str = "lru", lookahead: int = 1):
+    def __init__(self, index: HashIndex, make_chain, policy: str = "lru", lookahead: int = 1,
+                 initial_rows: int = 0, seed: int = 0):
         self.index = index
+        self.initial_rows = initial_rows
+        self.seed = seed
         self._make_chain = make_chain
         self._chain: TierChain | None = None
         self._snapshot: Path | None = None  # the bottom tier starts from it
@@ -113,6 +120,8 @@ class DeviceCache:
             with self._lock:
                 if self._chain is None:
                     self._chain = self._make_chain(self.width, self._snapshot)
+                    if self.initial_rows and self._snapshot is None:
+                        self._bulk_load(self._chain.tiers[-1])
         return self._chain
 
     # -- the tables ---------------------------------------------------------------------
@@ -134,6 +143,32 @@ class DeviceCache:
     def width(self) -> int:
         """Floats per packed row."""
         return sum(int(p.shape[1]) for p in self._params())
+
+    def fresh_rows(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """``count`` packed rows as new keys get them: each table's initial value (its
+        default, or N(0, init_std^2)) and its optimizer states' initial values."""
+        parts = []
+        for table in self.tables:
+            if table.fill is None:
+                parts.append(rng.normal(0.0, table.init_std, (count, table.dim)))
+            else:
+                parts.append(np.full((count, table.dim), table.fill))
+            parts.extend(np.broadcast_to(initial, (count, table.dim))
+                         for _, initial in table.optimizer_states)
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def _bulk_load(self, bottom, chunk_rows: int = 1 << 18) -> None:
+        """Keys ``0 .. initial_rows - 1`` with fresh rows, straight into ``bottom``."""
+        if not hasattr(bottom, "bulk_load_chunks"):
+            raise TierError(f"{bottom.name} tier: initial rows are bulk-loaded into an SSD "
+                            f"tier at the bottom; this cache's bottom tier cannot take them")
+
+        def chunks():
+            for number, start in enumerate(range(0, self.initial_rows, chunk_rows)):
+                keys = np.arange(start, min(self.initial_rows, start + chunk_rows))
+                rng = np.random.default_rng([self.seed, number])
+                yield keys, self.fresh_rows(len(keys), rng), np.zeros(len(keys), np.int64)
+        bottom.bulk_load_chunks(chunks())
 
     def _gather(self, slots: np.ndarray) -> np.ndarray:
         index = Tensor(slots.astype(np.int32))

@@ -103,3 +103,29 @@ def test_clean_rows_are_not_written_back(tiny_data, reference):
         cache.lookup(keys[start:start + 400])
     assert cache.counters.victims > 0
     assert cache.counters.written_back == before
+
+
+def test_a_bulk_loaded_table_serves_every_key_and_creates_none(tiny_data, tmp_path):
+    """20,000 rows loaded into the SSD tier before training (never through the device);
+    the data's keys, spread over those 20,000, are all found there, and an untouched
+    row is a new row: wide weight 0 with FTRL's initial slots, a drawn deep row with
+    zero Adam moments."""
+    run = build_run_config(
+        "wide_deep", embedding={"kind": "hash"},
+        cache={"device_rows": DEVICE_ROWS, "tiers": "host+ssd", "host_rows": 600,
+               "ssd_path": str(tmp_path / "ssd"), "initial_rows": 20_000},
+        train_overrides={"batch_size": BATCH, "max_steps": 20, "table_size": 20_000})
+    network = build(run, tiny_data)
+    cache = network.hash_index
+    cache.record_trace()
+    fit(network, run, tiny_data, progress=None)
+    assert cache.counters.created == 0 and cache.counters.fetched > 0
+    assert cache.chain.stats()["ssd"].puts >= 20_000
+    untouched = np.setdiff1d(np.arange(20_000), np.concatenate(cache.trace))[:5]
+    found, rows = cache.rows(untouched)
+    assert found.all()
+    wide, accum, linear, deep, moments = (rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3:19],
+                                          rows[:, 19:])
+    assert not wide.any() and not linear.any() and not moments.any()
+    assert (accum == run.model_config.ftrl_initial_accum).all()
+    assert deep.std() > 0
