@@ -486,12 +486,12 @@ def _hash_tables(r: _Report) -> list[tuple]:
 
 
 # A cache cell's baselines come from the cells of its group: the same run, model, data,
-# table, embedding width, hardware and batch.
-_CACHE_GROUP = ["run", "model", "dataset", "table_size", "emb_dim", "hardware",
-                "batch_size"]
-# ... and its smallest-device reference: the same again, with the same tiers, policy and
-# lookahead.
-_CACHE_SIBLINGS = [*_CACHE_GROUP, "cache_tiers", "cache_policy", "cache_lookahead"]
+# embedding width, hardware and batch ...
+_CACHE_GROUP = ["run", "model", "dataset", "emb_dim", "hardware", "batch_size"]
+# ... its smallest-device reference from its siblings: the same again, with the same
+# (logical) table, tiers, their capacities, policy and lookahead: all but the device.
+_CACHE_SIBLINGS = [*_CACHE_GROUP, "table_size", "cache_tiers", "host_rows", "remote_rows",
+                   "cache_policy", "cache_lookahead"]
 _TIERS = ("host", "remote", "ssd")
 _RATIO, _DELTA = "{:.3f}", "{:+.4f}"
 CACHE_INTRO = (
@@ -517,6 +517,10 @@ def _embedding_cache(r: _Report) -> list[tuple]:
     cells = r.ok.dropna(subset=["cache_hit_rate"])
     if cells.empty:
         return []
+    caches = [_run_cache(run_config) for run_config in cells["run_config"]]
+    cells = cells.assign(data=cells["dataset"].map(_data_name),
+                         host_rows=[cache.get("host_rows") for cache in caches],
+                         remote_rows=[cache.get("remote_rows") for cache in caches])
     cells = cells.sort_values([*_CACHE_SIBLINGS, "cache_device_rows"])
     config = _cache_config(r, cells)
     return [("h", 2, "Embedding cache"), ("p", CACHE_INTRO),
@@ -528,7 +532,7 @@ def _embedding_cache(r: _Report) -> list[tuple]:
 def _cache_config(r: _Report, cells: pd.DataFrame) -> list[tuple]:
     """Columns naming a cache cell: run, model, data (when several), device, tiers,
     policy, lookahead."""
-    data = [_key("dataset")] if cells["dataset"].nunique() > 1 else []
+    data = [("data", "data", None)] if cells["dataset"].nunique() > 1 else []
     return r.run_column() + [_key("model"), *data, *_keys(
         "cache_device_rows", "cache_device_fraction", "cache_tiers", "cache_policy",
         "cache_lookahead")]
@@ -625,11 +629,21 @@ def _cache_memory(cells: pd.DataFrame, config: list[tuple]) -> list[tuple]:
         f"training process and of the Redis-protocol server the run started.")]
 
 
+def _run_cache(run_config) -> dict:
+    """The cache section of a cell's run config (spec ``run_config``); {} without one."""
+    return (run_config.get("cache") if isinstance(run_config, dict) else None) or {}
+
+
+def _data_name(dataset: str) -> str:
+    """A dataset directory's name without its digest (synth-r500000-v2000000-s0-t0)."""
+    return re.sub(r"-[0-9a-f]{12}$", "", Path(dataset).name)
+
+
 def _tier_budget(run_config: dict | None, tier: str, device_rows: float) -> str | None:
     """The rows ``tier`` may hold, from the cell's run config: its cache.*_rows, the
     host's default above the bottom, or "unbounded"; None when the cell has no such tier
     (or no run config)."""
-    cache = run_config.get("cache") if isinstance(run_config, dict) else None
+    cache = _run_cache(run_config)
     if not cache or tier not in cache["tiers"].split("+"):
         return None
     rows = cache[f"{tier}_rows"]
@@ -657,12 +671,12 @@ def _cache_baselines(r: _Report, cells: pd.DataFrame, config: list[tuple]) -> li
     speed, auc = _KEYS["samples_per_s"].header, _KEYS["auc"].header
     return [
         ("p", "Baselines, measured in the same run: a cache cell's no-cache baseline is "
-              "the cell (or the median of the cells) of the same model, data, table size, "
-              "embedding width, hardware and batch with hash tables and no cache: the "
-              "whole table resident in the compiled step, every lookup a hit. Its "
-              "smallest-device reference is the cell of that group with the same tiers, "
-              "policy and lookahead and the fewest device rows, where nearly every lookup "
-              "comes from below; a cell with no smaller sibling has none. A dash: that "
+              "the cell (or the median of the cells) of the same model, data, embedding "
+              "width, hardware and batch with hash tables and no cache: the whole table "
+              "resident in the compiled step, every lookup a hit. Its smallest-device "
+              "reference is the cell of that group with the same logical table size, "
+              "tiers (and their capacities), policy and lookahead and the fewest device "
+              "rows, where nearly every lookup comes from below; a cell with no smaller sibling has none. A dash: that "
               "cell was not measured."),
         _table(shown, config + [
             *_keys("samples_per_s", "auc"), ("base_cells", "no-cache cells", "{:,.0f}"),
@@ -681,11 +695,12 @@ def _cache_baselines(r: _Report, cells: pd.DataFrame, config: list[tuple]) -> li
 def _smallest_devices(cells: pd.DataFrame) -> pd.DataFrame:
     """Per group of siblings measured at more than one device size: the fewest device
     rows (least_rows), the median samples/s and mean AUC of the cells that have them."""
-    siblings = cells.groupby(_CACHE_SIBLINGS)["cache_device_rows"]
+    siblings = cells.groupby(_CACHE_SIBLINGS, dropna=False)["cache_device_rows"]
     several = cells[siblings.transform("nunique") > 1]
-    fewest = several.groupby(_CACHE_SIBLINGS)["cache_device_rows"].transform("min")
+    fewest = (several.groupby(_CACHE_SIBLINGS, dropna=False)["cache_device_rows"]
+              .transform("min"))
     least = several[several["cache_device_rows"] == fewest]
-    return least.groupby(_CACHE_SIBLINGS).agg(
+    return least.groupby(_CACHE_SIBLINGS, dropna=False).agg(
         least_rows=("cache_device_rows", "first"), least_speed=("samples_per_s", "median"),
         least_auc=("auc", "mean")).reset_index()
 
@@ -694,7 +709,8 @@ def _cache_speed_figure(r: _Report, cells: pd.DataFrame, plain: pd.DataFrame) ->
     """Bars of samples/s: per group, its no-cache baseline, then each cache cell."""
     groups = cells[_CACHE_GROUP].drop_duplicates()
     bars = pd.concat([plain.merge(groups, on=_CACHE_GROUP), cells])
-    bars = bars.sort_values([*_CACHE_SIBLINGS, "cache_device_rows"], na_position="first")
+    bars = bars.sort_values([*_CACHE_GROUP, "cache_tiers", "cache_policy",
+                             "cache_lookahead", "cache_device_rows"], na_position="first")
     varying = [c for c in _CACHE_GROUP if groups[c].nunique() > 1]
     ticks = ["".join(f"{_group_part(c, getattr(row, c))}\n" for c in varying)
              + (row.cache.replace(", ", "\n") if isinstance(row.cache, str) else "no cache")
@@ -711,9 +727,8 @@ def _cache_speed_figure(r: _Report, cells: pd.DataFrame, plain: pd.DataFrame) ->
 def _group_part(column: str, value) -> str:
     """A bar label's part naming a cell's group (a column of :data:`_CACHE_GROUP`)."""
     if column == "dataset":
-        return Path(value).name
-    formats = {"table_size": "{:,.0f} rows", "emb_dim": "dim {:.0f}",
-               "batch_size": "batch {:,.0f}"}
+        return _data_name(value)
+    formats = {"emb_dim": "dim {:.0f}", "batch_size": "batch {:,.0f}"}
     return formats.get(column, "{}").format(value)
 
 

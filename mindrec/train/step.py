@@ -10,7 +10,7 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import ParameterTuple, nn, ops
 
-from mindrec.embedding.hash import HashEmbedding, bind_table_states
+from mindrec.embedding.hash import bind_table_states
 from mindrec.embedding.sharded import ShardedEmbedding
 from mindrec.train.distributed import GradientMean
 

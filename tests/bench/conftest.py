@@ -43,8 +43,8 @@ def record_factory():
 
 
 # One small suite that makes every kind of record a sweep writes: ok (static, a larger
-# table, hash tables, a 2-worker hybrid job), skipped (absent hardware) and failed (a
-# batch larger than the data). Run once per session and shared by the tests that read it.
+# table, hash tables, hash tables through the cache with all its tiers, a 2-worker hybrid
+# job), skipped (absent hardware) and failed (a batch larger than the data). Run once per session and shared by the tests that read it.
 TINY_SUITE = """
 timeout_s: 300
 fixed:
@@ -55,6 +55,8 @@ cells:
   - {model: dcn, train.table_size: 50000}
   - {model: wide_deep, embedding: {kind: hash, permit_filter_value: 2, evict_filter_value: 5}}
   - {model: wide_deep, parallel: {mode: hybrid, workers: 2}}
+  - {model: wide_deep, embedding.kind: hash,
+     cache: {device_rows: 1200, tiers: host+remote+ssd, host_rows: 200}}
   - {model: dcn, hardware: gpu}
   - {model: dcn, hardware: ascend}
   - {model: dcn, train.batch_size: 100000}

@@ -401,7 +401,7 @@ TIER_METRICS = ("hit_rate", "rows_held", "mb_held", "mb_read", "mb_written")
 
 def cache_cell(make, fraction=0.3, tiers="host+ssd", policy="lru", *, lookahead=1,
                model="wide_deep", dataset="synthetic", host_rows=None, speed=8_000.0,
-               auc=0.75, hit=0.97, run_id="r1", **metrics):
+               auc=0.75, hit=0.97, run_id="r1", table_size=10_000, **metrics):
     """An ok record of a cell trained through the cache: 10,000 rows touched, the device
     ``fraction`` of them; tier metrics for each tier named; hit rates from ``hit``."""
     rows = round(fraction * 10_000)
@@ -412,9 +412,10 @@ def cache_cell(make, fraction=0.3, tiers="host+ssd", policy="lru", *, lookahead=
     tier_values = {"hit_rate": 0.5, "rows_held": 2_000, "mb_held": 0.5, "mb_read": 4.0,
                    "mb_written": 3.0}
     return make(
-        run_id=run_id, cell_id=f"{model}-{dataset}-c{fraction}-{tiers}-{policy}-la{lookahead}",
+        run_id=run_id, cell_id=f"{model}-{dataset}-c{fraction}-{tiers}-{policy}-la{lookahead}"
+        f"-h{host_rows}-t{table_size}",
         spec={"model": model, "dataset": dataset, "data_vocab": 10_000,
-              "table_size": 10_000, "embedding": "hash", "cache_device_rows": rows,
+              "table_size": table_size, "embedding": "hash", "cache_device_rows": rows,
               "cache_device_fraction": fraction, "cache_tiers": tiers,
               "cache_policy": policy, "cache_lookahead": lookahead,
               "run_config": run_config},
@@ -536,14 +537,16 @@ def test_cache_cells_are_paired_with_the_baselines_of_their_group(tmp_path, publ
         cache_cell(make, 0.1, speed=5_000.0, auc=0.75),
         cache_cell(make, 1.0, speed=9_000.0, auc=0.76),
         cache_cell(make, 0.3, "host", speed=6_000.0),
+        cache_cell(make, 0.3, host_rows=500, speed=3_000.0),  # other capacities
+        cache_cell(make, 0.3, table_size=10**9, speed=2_000.0),  # a larger logical table
         no_cache_cell(make, model="dcn", speed=6_000.0, auc=0.77),
         no_cache_cell(make, model="dcn", speed=8_000.0, auc=0.79, repeat=1),
         cache_cell(make, 0.5, model="dcn", speed=3_500.0, auc=0.78),
-        cache_cell(make, 0.5, dataset="other", speed=1_000.0)]  # no baseline measured
+        cache_cell(make, 0.5, dataset="/data/other-0123456789ab", speed=1_000.0)]  # none
     run = store(tmp_path / "runs" / "pairs.jsonl", records)
     md = write_report([run], tmp_path / "out", published)[0].read_text()
     rows = cache_rows(md, "model", "samples/s ÷ no cache")
-    got = [(row["model"], row["dataset"], row["device rows"], row["tiers behind"],
+    got = [(row["model"], row["data"], row["device rows"], row["tiers behind"],
             row["no-cache cells"], row["no-cache samples/s"],
             row["samples/s ÷ no cache"], row["AUC − no cache"],
             row["smallest device (rows)"], row["samples/s ÷ smallest device"],
@@ -554,10 +557,14 @@ def test_cache_cells_are_paired_with_the_baselines_of_their_group(tmp_path, publ
         ("wide_deep", "other", "5,000", "host+ssd", "—", "—", "—", "—", "—", "—", "—"),
         ("wide_deep", "synthetic", "3,000", "host", "1", "10,000", "0.600", "-0.0100",
          "—", "—", "—"),
+        ("wide_deep", "synthetic", "3,000", "host+ssd", "1", "10,000", "0.300", "-0.0100",
+         "—", "—", "—"),
         ("wide_deep", "synthetic", "1,000", "host+ssd", "1", "10,000", "0.500", "-0.0100",
          "1,000", "1.000", "+0.0000"),
         ("wide_deep", "synthetic", "10,000", "host+ssd", "1", "10,000", "0.900", "+0.0000",
-         "1,000", "1.800", "+0.0100")]
+         "1,000", "1.800", "+0.0100"),
+        ("wide_deep", "synthetic", "3,000", "host+ssd", "1", "10,000", "0.200", "-0.0100",
+         "—", "—", "—")]
     baselines = section(md, "Embedding cache")
     assert "hash tables and no cache: the whole table resident" in baselines
     assert "nearly every lookup comes from below" in baselines

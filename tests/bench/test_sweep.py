@@ -22,6 +22,8 @@ def by_cell(store) -> dict[str, dict]:
         key = f"{spec['model']}/{spec['hardware']}/{spec['batch_size']}"
         if spec["embedding"] == "hash" or spec["mode"] != "standalone":
             key += f"/{spec['embedding']}/{spec['mode']}"
+        if spec.get("cache_device_rows"):
+            key += "/cache"
         if spec["table_size"] == 50000:
             key += "/t50000"
         keys[key] = r
@@ -31,9 +33,9 @@ def by_cell(store) -> dict[str, dict]:
 def test_sweep_records_every_cell(tiny_sweep):
     results, store = tiny_sweep
     records = by_cell(store)
-    assert len(records) == 7 == len(read_records(store))
+    assert len(records) == 8 == len(read_records(store))
     ok = [r for r in records.values() if r["status"] == "ok"]
-    assert len(ok) == 4
+    assert len(ok) == 5
     assert records["dcn/cpu/200/t50000"]["spec"]["table_size"] == 50000
     for r in ok:
         assert r["spec"]["steps"] == 8 and metric(r, "samples_per_s") > 0
@@ -62,6 +64,13 @@ def test_every_record_kind_carries_its_own_keys(tiny_sweep):
     hybrid = records["wide_deep/cpu/200/static/hybrid"]
     assert hybrid["spec"]["workers"] == 2
     assert metric(hybrid, "table_mb_per_worker") > 0 and metric(hybrid, "launch_s") > 0
+    cached = records["wide_deep/cpu/200/hash/standalone/cache"]
+    assert cached["spec"]["cache_tiers"] == "host+remote+ssd"
+    assert 0 < metric(cached, "cache_hit_rate") <= 1
+    assert metric(cached, "cache_remote_peak_rss_mb") > 0  # the sweep started a server
+    assert metric(cached, "cache_host_mb_written") > 0  # rows went down the tiers
+    assert metric(cached, "cache_belady_hit_rate_unique") >= metric(
+        cached, "cache_lru_hit_rate_unique")
     for status in ("skipped", "failed"):
         record = next(r for r in records.values() if r["status"] == status)
         assert record["metrics"] == {} and record["spec"]["measurement_id"]

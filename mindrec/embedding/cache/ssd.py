@@ -29,7 +29,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import rocksdict
@@ -325,33 +325,3 @@ def _link_or_copy(source: Path, target: Path) -> None:
         except OSError:
             pass  # another file system: copy instead
     shutil.copy2(source, target)
-
-
-def random_chunks(n_rows: int, width: int, seed: int, chunk_rows: int = 1_000_000,
-                  first_key: int = 0, random_columns: int | None = None,
-                  scale: float = 0.01, step: int = 0) -> Iterator[Chunk]:
-    """Chunks for :meth:`SSDTier.bulk_load_chunks` of a table of random rows: keys
-    ``first_key ..`` ascending, the first ``random_columns`` floats of each row (all by
-    default) drawn from N(0, scale^2), the rest (optimizer slots) zero. Chunk ``i`` is
-    drawn from the generator seeded ``(seed, i)``.
-
-    Args:
-        n_rows (int): rows of the table.
-        width (int): floats per packed row.
-        seed (int): the table's seed.
-        chunk_rows (int): rows per chunk (memory: ``chunk_rows * (8 + 4 * width)`` bytes).
-        first_key (int): the first key (>= 0).
-        random_columns (int | None): leading random floats per row.
-        scale (float): standard deviation of the random floats.
-        step (int): every row's last step seen.
-    """
-    if first_key < 0:
-        raise ValueError(f"first_key must be >= 0 (-1 and -2 are reserved), got {first_key}")
-    columns = width if random_columns is None else random_columns
-    for index, start in enumerate(range(0, n_rows, chunk_rows)):
-        stop = min(n_rows, start + chunk_rows)
-        rng = np.random.default_rng([seed, index])
-        rows = np.zeros((stop - start, width), np.float32)
-        rows[:, :columns] = rng.standard_normal((stop - start, columns), np.float32) * scale
-        keys = np.arange(first_key + start, first_key + stop, dtype=np.int64)
-        yield keys, rows, np.full(stop - start, step, np.int64)
