@@ -518,9 +518,10 @@ def _embedding_cache(r: _Report) -> list[tuple]:
     if cells.empty:
         return []
     caches = [_run_cache(run_config) for run_config in cells["run_config"]]
-    cells = cells.assign(data=cells["dataset"].map(_data_name),
-                         host_rows=[cache.get("host_rows") for cache in caches],
-                         remote_rows=[cache.get("remote_rows") for cache in caches])
+    rows = {f"{tier}_rows": pd.Series([cache.get(f"{tier}_rows") for cache in caches],
+                                      index=cells.index, dtype=float)
+            for tier in ("host", "remote")}
+    cells = cells.assign(data=cells["dataset"].map(_data_name), **rows)
     cells = cells.sort_values([*_CACHE_SIBLINGS, "cache_device_rows"])
     config = _cache_config(r, cells)
     return [("h", 2, "Embedding cache"), ("p", CACHE_INTRO),

@@ -2,7 +2,7 @@
 
 A cell is the dataset, hardware and repeat axes plus overrides of the run's config
 sections by their real field names (``mindrec.config.SECTIONS``: ``model_config``,
-``train``, ``embedding``, ``parallel``), applied over a preset. Keys may be nested
+``train``, ``embedding``, ``parallel``, ``cache``), applied over a preset. Keys may be nested
 mappings or dotted names; grids use dotted names::
 
     description: text
@@ -21,8 +21,8 @@ mappings or dotted names; grids use dotted names::
 
 Axes: ``model``, ``preset``, ``hardware`` (cpu, gpu, ascend), ``repeat`` (a repeated
 measurement of the same cell), ``data.rows``, ``data.vocab``, ``data.threshold``,
-``data.seed``, ``data.zipf_exponent`` (the synthetic dataset), and ``SECTION.FIELD`` for any field of the run's
-config. Every cell is validated by building its ``RunConfig``, so an unknown key or an
+``data.seed``, ``data.zipf_exponent`` (the synthetic dataset), and ``SECTION.FIELD``
+for any field of the run's config. Every cell is validated by building its ``RunConfig``, so an unknown key or an
 impossible value is an error naming the file, the cell and the key. With
 ``train.max_steps`` set and ``train.epochs`` not, a cell runs as many epochs as its steps
 need.
