@@ -148,39 +148,62 @@ def _row(run_id: str, record: dict) -> dict:
 
 def _derive(frame: pd.DataFrame) -> pd.DataFrame:
     """Adds ``layout`` (mode x workers), ``cache`` (the cache configuration; None
-    without a cache), ``series`` (the configuration a colour stands for: a cell with a
-    cache is a series of its own, the others keep theirs), ``samples_per_s_at_p90`` and
-    ``loaded``."""
+    without a cache), ``series`` (the configuration a colour stands for: each cache
+    configuration, on each data set when they differ, is a series of its own; cells
+    without a cache keep theirs), ``samples_per_s_at_p90`` and ``loaded``."""
     layout = [f"{mode} x{workers:.0f}" for mode, workers in zip(frame["mode"],
                                                                  frame["workers"])]
     frame = frame.assign(layout=layout, cache=_cache_labels(frame))
     ok = frame[frame["status"] == "ok"]
     naming = [c for c in ("run", "hardware") if ok[c].nunique() > 1]
     parts = frame[[*naming, "model", "layout", "embedding"]].astype(str)
+    data = frame.loc[frame["cache"].notna(), "dataset"].nunique() > 1
     return frame.assign(
-        series=[" / ".join(values) + (f" / cache {cache}" if isinstance(cache, str) else "")
-                for values, cache in zip(parts.itertuples(index=False), frame["cache"])],
+        series=[" / ".join(values) + (f" / cache {cache}" + (
+            f" / {_data_name(dataset)}" if data else "") if isinstance(cache, str) else "")
+                for values, cache, dataset in zip(parts.itertuples(index=False),
+                                                  frame["cache"], frame["dataset"])],
         samples_per_s_at_p90=frame["samples_per_s"] * frame["step_ms_p50"]
         / frame["step_ms_p90"],
         loaded=frame["other_cpu_fraction"] > LOADED_CPU_FRACTION)
 
 
 def _cache_labels(frame: pd.DataFrame) -> list[str | None]:
-    """Each cell's cache configuration, e.g. "30%, host+ssd, lru" (the device rows
-    as a share of the rows the data touches, or a count of rows; the tiers behind; the
-    policy; the lookahead when the cells differ in it); None for a cell without one."""
-    cached = frame["cache_tiers"].notna()
-    lookahead = frame.loc[cached, "cache_lookahead"].nunique() > 1
+    """Each cell's cache configuration, e.g. "30%, host+ssd, lru": the device rows (as a
+    share of the rows the data touches, or a count), the tiers behind, the policy, and
+    what else differs between the cache cells: lookahead, tier capacities, logical
+    table size. None for a cell without a cache."""
+    cached = frame[frame["cache_tiers"].notna()]
+    caches = {index: _run_cache(config) for index, config in cached["run_config"].items()}
+    capacities = [tier for tier in ("host", "remote")
+                  if len({cache.get(f"{tier}_rows") for cache in caches.values()}) > 1]
+    lookahead = cached["cache_lookahead"].nunique() > 1
+    tables = cached["table_size"].nunique() > 1
     labels = []
-    for row in frame.itertuples(index=False):
-        if pd.isna(row.cache_tiers):
+    for index, row in zip(frame.index, frame.itertuples(index=False)):
+        if index not in caches:
             labels.append(None)
             continue
-        size = (f"{100 * row.cache_device_fraction:.3g}%" if pd.notna(
-            row.cache_device_fraction) else f"{row.cache_device_rows:,.0f} rows")
-        ahead = f", lookahead {row.cache_lookahead:.0f}" if lookahead else ""
-        labels.append(f"{size}, {row.cache_tiers}, {row.cache_policy}{ahead}")
+        parts = [f"{100 * row.cache_device_fraction:.3g}%" if pd.notna(
+            row.cache_device_fraction) else f"{row.cache_device_rows:,.0f} rows",
+                 row.cache_tiers, row.cache_policy]
+        parts += [f"lookahead {row.cache_lookahead:.0f}"] if lookahead else []
+        parts += [_capacity(caches[index], tier) for tier in capacities
+                  if tier in row.cache_tiers.split("+")]
+        parts += [f"table {row.table_size:,.0f}"] if tables else []
+        labels.append(", ".join(parts))
     return labels
+
+
+def _capacity(cache: dict, tier: str) -> str:
+    """A tier's capacity in a cache label: "host 20,000 rows", "host 10 × device",
+    "remote unbounded"."""
+    rows = cache.get(f"{tier}_rows")
+    if rows is not None:
+        return f"{tier} {rows:,} rows"
+    if tier == "host" and cache.get("tiers") != "host":
+        return f"host {HOST_ROWS_PER_DEVICE_ROW} × device"
+    return f"{tier} unbounded"
 
 
 def _key(name: str) -> tuple[str, str, object]:
@@ -677,8 +700,8 @@ def _cache_baselines(r: _Report, cells: pd.DataFrame, config: list[tuple]) -> li
               "resident in the compiled step, every lookup a hit. Its smallest-device "
               "reference is the cell of that group with the same logical table size, "
               "tiers (and their capacities), policy and lookahead and the fewest device "
-              "rows, where nearly every lookup comes from below; a cell with no smaller sibling has none. A dash: that "
-              "cell was not measured."),
+              "rows, where nearly every lookup comes from below; a cell with no smaller "
+              "sibling has none. A dash: that cell was not measured."),
         _table(shown, config + [
             *_keys("samples_per_s", "auc"), ("base_cells", "no-cache cells", "{:,.0f}"),
             ("base_speed", f"no-cache {speed}", "{:,.0f}"),

@@ -173,6 +173,22 @@ SPEC = _keys(
           required=False),
 )
 
+def _tier_metrics(tier: str) -> tuple[Key, ...]:
+    """The record metrics of one cache tier below the device."""
+    return (
+        _metric(f"cache_{tier}_hit_rate", f"cache: share of the keys asked of the {tier} "
+                "tier that it held", unit="", section="cache", label=f"{tier} hit rate"),
+        _metric(f"cache_{tier}_rows_held", f"cache: rows in the {tier} tier at the end",
+                unit="rows", section="cache", label=f"{tier} rows", types=int),
+        _metric(f"cache_{tier}_mb_held", f"cache: bytes of the rows in the {tier} tier at "
+                "the end", unit="MiB", section="cache", label=f"{tier} held"),
+        _metric(f"cache_{tier}_mb_read", f"cache: bytes read from the {tier} tier",
+                unit="MiB", section="cache", label=f"{tier} read"),
+        _metric(f"cache_{tier}_mb_written", f"cache: bytes written to the {tier} tier",
+                unit="MiB", section="cache", label=f"{tier} written"),
+    )
+
+
 _T, _M, _Q, _R, _P, _H, _L, _C = ("throughput", "memory", "quality", "roofline",
                                   "parallel", "hash", "machine", "cache")
 METRICS = _keys(
@@ -267,36 +283,7 @@ METRICS = _keys(
     _metric("cache_remote_peak_rss_mb", "cache: peak RSS of the Redis-protocol server "
             "the run started (null: none, or the user's)", unit="MiB", section=_C,
             label="server peak RSS"),
-    _metric("cache_host_hit_rate", "cache: share of the keys asked of the host tier "
-            "that it held", unit="", section=_C, label="host hit rate"),
-    _metric("cache_host_rows_held", "cache: rows in the host tier at the end",
-            unit="rows", section=_C, label="host rows", types=int),
-    _metric("cache_host_mb_held", "cache: bytes of the rows in the host tier at the end",
-            unit="MiB", section=_C, label="host held"),
-    _metric("cache_host_mb_read", "cache: bytes read from the host tier", unit="MiB",
-            section=_C, label="host read"),
-    _metric("cache_host_mb_written", "cache: bytes written to the host tier",
-            unit="MiB", section=_C, label="host written"),
-    _metric("cache_remote_hit_rate", "cache: share of the keys asked of the remote tier "
-            "that it held", unit="", section=_C, label="remote hit rate"),
-    _metric("cache_remote_rows_held", "cache: rows in the remote tier at the end",
-            unit="rows", section=_C, label="remote rows", types=int),
-    _metric("cache_remote_mb_held", "cache: bytes of the rows in the remote tier at the end",
-            unit="MiB", section=_C, label="remote held"),
-    _metric("cache_remote_mb_read", "cache: bytes read from the remote tier", unit="MiB",
-            section=_C, label="remote read"),
-    _metric("cache_remote_mb_written", "cache: bytes written to the remote tier",
-            unit="MiB", section=_C, label="remote written"),
-    _metric("cache_ssd_hit_rate", "cache: share of the keys asked of the ssd tier "
-            "that it held", unit="", section=_C, label="ssd hit rate"),
-    _metric("cache_ssd_rows_held", "cache: rows in the ssd tier at the end",
-            unit="rows", section=_C, label="ssd rows", types=int),
-    _metric("cache_ssd_mb_held", "cache: bytes of the rows in the ssd tier at the end",
-            unit="MiB", section=_C, label="ssd held"),
-    _metric("cache_ssd_mb_read", "cache: bytes read from the ssd tier", unit="MiB",
-            section=_C, label="ssd read"),
-    _metric("cache_ssd_mb_written", "cache: bytes written to the ssd tier",
-            unit="MiB", section=_C, label="ssd written"),
+    *(key for tier in ("host", "remote", "ssd") for key in _tier_metrics(tier)),
     _metric("cache_belady_hit_rate_unique", "cache: Belady's optimal (MIN) hit rate of "
             "the recorded key trace at the device size, distinct keys per step",
             unit="", section=_C, label="Belady hit rate"),

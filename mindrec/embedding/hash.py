@@ -19,10 +19,7 @@ Normal initializer; keys without a row read 0, the mean), "zeros", "ones" or a n
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +29,7 @@ from mindspore import Tensor, nn, ops
 
 from mindrec.embedding.hash_index import HashIndex
 from mindrec.embedding.static import StaticEmbedding
+from mindrec.npz import load_npz, save_npz
 
 DEFAULT_VALUES = ("normal", "zeros", "ones")
 
@@ -241,26 +239,16 @@ class TableDelta:
         arrays = {"sequence": np.int64(self.sequence), "full": np.bool_(self.full),
                   "removed_keys": self.removed_keys, "keys": self.keys,
                   **{f"values/{name}": rows for name, rows in self.values.items()}}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                np.savez(out, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz(path, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> TableDelta:
         """Read a delta written by :meth:`save`; a damaged file is an error naming it."""
-        try:
-            with np.load(path) as data:
-                return cls(sequence=int(data["sequence"]), full=bool(data["full"]),
-                           removed_keys=data["removed_keys"], keys=data["keys"],
-                           values={k.split("/", 1)[1]: data[k] for k in data.files
-                                   if k.startswith("values/")})
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path}: not a readable table delta ({exc})") from exc
+        data = load_npz(path, "table delta", ("sequence", "full", "removed_keys", "keys"))
+        return cls(sequence=int(data["sequence"]), full=bool(data["full"]),
+                   removed_keys=data["removed_keys"], keys=data["keys"],
+                   values={k.split("/", 1)[1]: rows for k, rows in data.items()
+                           if k.startswith("values/")})
 
 
 def _require_room(index: HashIndex, keys, removed, what: str) -> None:

@@ -17,7 +17,9 @@ from mindrec.embedding.hash_layout import (ADMITTED, DEFAULT_LOOKUPS, DELETED, E
 
 
 @numba.njit(cache=True, inline="always")
-def _hash(key, mask):
+def bucket(key, mask):
+    """The home bucket of ``key`` in a table of ``mask + 1`` buckets (the 64-bit
+    finaliser of MurmurHash3)."""
     x = np.uint64(key)
     x = (x ^ (x >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
     x = (x ^ (x >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
@@ -25,10 +27,10 @@ def _hash(key, mask):
 
 
 @numba.njit(cache=True, inline="always")
-def _find(keys, key):
+def find(keys, key):
     """Bucket of ``key``, or ``-(insert position) - 1`` when absent."""
     mask = len(keys) - 1
-    pos = _hash(key, mask)
+    pos = bucket(key, mask)
     first_deleted = -1
     while True:
         k = keys[pos]
@@ -97,10 +99,10 @@ def train_lookup(flat, out, fresh, keys, slot, count, last, free, n_free, slot_k
     n_fresh = 0
     for i in range(len(flat)):
         key = flat[i]
-        pos = _find(keys, key)
+        pos = find(keys, key)
         if pos >= 0 and step - last[pos] > evict_after:
             _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
-            pos = _find(keys, key)
+            pos = find(keys, key)
         if pos < 0:
             pos = -pos - 1
             if keys[pos] == EMPTY:
@@ -132,7 +134,7 @@ def train_lookup(flat, out, fresh, keys, slot, count, last, free, n_free, slot_k
 @numba.njit(cache=True)
 def lookup(flat, out, keys, slot, last, step, evict_after):
     for i in range(len(flat)):
-        pos = _find(keys, flat[i])
+        pos = find(keys, flat[i])
         out[i] = slot[pos] if pos >= 0 and step - last[pos] <= evict_after else 0
 
 
@@ -142,10 +144,10 @@ def insert(flat, out, fresh, keys, slot, count, last, free, n_free, slot_key, di
     n_fresh = 0
     for i in range(len(flat)):
         key = flat[i]
-        pos = _find(keys, key)
+        pos = find(keys, key)
         if pos >= 0 and step - last[pos] > evict_after:
             _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
-            pos = _find(keys, key)
+            pos = find(keys, key)
         if pos < 0:
             pos = -pos - 1
             if keys[pos] == EMPTY:
@@ -171,7 +173,7 @@ def insert(flat, out, fresh, keys, slot, count, last, free, n_free, slot_key, di
 def erase(flat, keys, slot, last, free, n_free, slot_key, dirty, removed, counters, step,
            evict_after):
     for key in flat:
-        pos = _find(keys, key)
+        pos = find(keys, key)
         if pos >= 0 and step - last[pos] > evict_after:
             _evict(pos, keys, slot, free, n_free, slot_key, dirty, removed, counters)
         elif pos >= 0:
@@ -196,7 +198,7 @@ def rehash(old_keys, old_slot, old_count, old_last, keys, slot, count, last):
         key = old_keys[i]
         if key == EMPTY or key == DELETED:
             continue
-        pos = _hash(key, mask)
+        pos = bucket(key, mask)
         while keys[pos] != EMPTY:
             pos = (pos + 1) & mask
         keys[pos] = key
@@ -209,7 +211,7 @@ def rehash(old_keys, old_slot, old_count, old_last, keys, slot, count, last):
 def peek(flat, out_slot, out_count, out_last, keys, slot, count, last, step, evict_after):
     """Slot, hit count and last step of each key (0, 0, -1 when absent or expired)."""
     for i in range(len(flat)):
-        pos = _find(keys, flat[i])
+        pos = find(keys, flat[i])
         if pos >= 0 and step - last[pos] <= evict_after:
             out_slot[i] = slot[pos]
             out_count[i] = count[pos]
@@ -224,6 +226,6 @@ def peek(flat, out_slot, out_count, out_last, keys, slot, count, last, step, evi
 def set_last(flat, values, keys, last):
     """Set the last step of keys the index holds."""
     for i in range(len(flat)):
-        pos = _find(keys, flat[i])
+        pos = find(keys, flat[i])
         if pos >= 0:
             last[pos] = values[i]

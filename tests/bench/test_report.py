@@ -466,9 +466,9 @@ def test_no_cache_section_without_cache_records(tmp_path, published, record_fact
     assert "cache-" not in "".join(figures(build_blocks([run], published)))
     frame, _ = load_runs([run])
     # cells without a cache keep the series (and colour) they had before the cache
-    assert list(frame["series"]) == ["wide_deep / standalone x1 / hash",
-                                     "wide_deep / standalone x1 / static",
-                                     "dcn / standalone x1 / hash / cache 3,000 rows, host, lru"]
+    assert list(frame["series"]) == [
+        "wide_deep / standalone x1 / hash", "wide_deep / standalone x1 / static",
+        "dcn / standalone x1 / hash / cache 3,000 rows, host, lru"]
 
 
 def cache_run(make, tmp_path) -> Path:
@@ -554,7 +554,7 @@ def test_cache_cells_are_paired_with_the_baselines_of_their_group(tmp_path, publ
     assert got == [
         ("dcn", "synthetic", "5,000", "host+ssd", "2", "7,000", "0.500", "+0.0000",
          "—", "—", "—"),
-        ("wide_deep", "other", "5,000", "host+ssd", "—", "—", "—", "—", "—", "—", "—"),
+        ("wide_deep", "other", "5,000", "host+ssd", *["—"] * 7),
         ("wide_deep", "synthetic", "3,000", "host", "1", "10,000", "0.600", "-0.0100",
          "—", "—", "—"),
         ("wide_deep", "synthetic", "3,000", "host+ssd", "1", "10,000", "0.300", "-0.0100",
@@ -567,6 +567,14 @@ def test_cache_cells_are_paired_with_the_baselines_of_their_group(tmp_path, publ
          "—", "—", "—")]
     baselines = section(md, "Embedding cache")
     assert "hash tables and no cache: the whole table resident" in baselines
+    # a cache configuration on other data or another logical table is its own series
+    series = set(load_runs([run])[0]["series"])
+    assert {"wide_deep / standalone x1 / hash / cache 30%, host+ssd, lru, host 500 rows, "
+            "table 10,000 / synthetic",
+            "wide_deep / standalone x1 / hash / cache 30%, host+ssd, lru, host 10 × device, "
+            "table 1,000,000,000 / synthetic",
+            "wide_deep / standalone x1 / hash / cache 50%, host+ssd, lru, host 10 × device, "
+            "table 10,000 / other", "wide_deep / standalone x1 / hash"} <= series
     assert "nearly every lookup comes from below" in baselines
 
 
@@ -575,7 +583,7 @@ def test_cache_figures_warm_up_miss_ratio_and_throughput(tmp_path, published,
     blocks = build_blocks([cache_run(record_factory, tmp_path)], published)
     drawn = figures(blocks)
     assert {"cache-warm-up", "cache-miss-ratio", "cache-throughput"} <= set(drawn)
-    hostssd = "wide_deep / standalone x1 / hash / cache 10%, host+ssd, lru"
+    hostssd = "wide_deep / standalone x1 / hash / cache 10%, host+ssd, lru, host 1,000 rows"
     warm = drawn["cache-warm-up"].axes[0]
     lines = {line.get_label(): line for line in warm.get_lines()}
     assert len(lines) == 5
@@ -634,6 +642,8 @@ def test_the_general_figures_leave_cache_cells_to_their_section(tmp_path, publis
     for title in ("Quality", "Throughput and memory"):
         shown = [row["cache (device, tiers, policy)"]
                  for row in md_rows(section(md, title), "model")]
-        assert sorted(shown) == ["10%, host+ssd, lru", "100%, host+ssd, lru",
-                                 "30%, host+remote+ssd, lfu", "30%, host+ssd, lru",
-                                 "30%, host, lru", "—"]
+        # what differs between the cache cells is named: here the host tier's capacity
+        assert sorted(shown) == [
+            "10%, host+ssd, lru, host 1,000 rows", "100%, host+ssd, lru, host 1,000 rows",
+            "30%, host+remote+ssd, lfu, host 10 × device",
+            "30%, host+ssd, lru, host 1,000 rows", "30%, host, lru, host unbounded", "—"]

@@ -49,15 +49,13 @@ keys (O(log k) per use) and, for the LRU miss-ratio curves, a Fenwick tree over 
 """
 from __future__ import annotations
 
-import os
-import tempfile
-import zipfile
-import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 import numba
 import numpy as np
+
+from mindrec.npz import load_npz, save_npz
 
 POLICIES = ("lru", "lfu")
 _LRU, _LFU, _MIN = 0, 1, 2
@@ -116,26 +114,15 @@ class KeyTrace:
 
     def save(self, path: str | Path) -> None:
         """Write one ``.npz`` (keys, offsets) atomically: a reader never sees half a trace."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                np.savez(out, keys=self.keys, offsets=self.offsets)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz(path, {"keys": self.keys, "offsets": self.offsets})
 
     @classmethod
     def load(cls, path: str | Path) -> KeyTrace:
         """Read a trace written by :meth:`save`; a damaged file is an error naming it."""
+        arrays = load_npz(path, "key trace", ("keys", "offsets"))
         try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("a single array, not an .npz archive")
-            with data:
-                return cls(data["keys"], data["offsets"])
-        except (ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            return cls(arrays["keys"], arrays["offsets"])
+        except ValueError as exc:
             raise ValueError(f"{path}: not a readable key trace ({exc})") from exc
 
 

@@ -1,5 +1,6 @@
 """numba kernels of :class:`mindrec.embedding.cache.slot_map.SlotMap`: an open-addressing
-table (linear probing, tombstones) from int64 keys to the buckets' slots.
+table (linear probing, tombstones) from int64 keys to the buckets' slots, probed as the
+hash index probes (:func:`mindrec.embedding.hash_kernels.find`).
 
 Buckets: ``keys`` (EMPTY, DELETED or a key) and ``slots``. Compiled code is cached on
 disk by numba (``cache=True``); the markers come from
@@ -8,41 +9,15 @@ disk by numba (``cache=True``); the markers come from
 from __future__ import annotations
 
 import numba
-import numpy as np
 
+from mindrec.embedding.hash_kernels import bucket, find
 from mindrec.embedding.hash_layout import DELETED, EMPTY
-
-
-@numba.njit(cache=True, inline="always")
-def _bucket(key, mask):
-    """A bucket from the key's bits (the 64-bit finaliser of MurmurHash3)."""
-    x = np.uint64(key)
-    x = (x ^ (x >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
-    x = (x ^ (x >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
-    return np.int64((x ^ (x >> np.uint64(33))) & np.uint64(mask))
-
-
-@numba.njit(cache=True, inline="always")
-def _probe(keys, key):
-    """The bucket holding ``key``, or ``-(bucket to insert it at) - 1``."""
-    mask = len(keys) - 1
-    pos = _bucket(key, mask)
-    tombstone = -1
-    while True:
-        k = keys[pos]
-        if k == key:
-            return pos
-        if k == EMPTY:
-            return -(tombstone if tombstone >= 0 else pos) - 1
-        if k == DELETED and tombstone < 0:
-            tombstone = pos
-        pos = (pos + 1) & mask
 
 
 @numba.njit(cache=True)
 def lookup(flat, out, keys, slots):
     for i in range(len(flat)):
-        pos = _probe(keys, flat[i])
+        pos = find(keys, flat[i])
         out[i] = slots[pos] if pos >= 0 else -1
 
 
@@ -53,7 +28,7 @@ def assign(flat, out, keys, slots, free, n_free, slot_key):
     filled = 0
     for i in range(len(flat)):
         key = flat[i]
-        pos = _probe(keys, key)
+        pos = find(keys, key)
         if pos >= 0:
             out[i] = slots[pos]
             continue
@@ -72,7 +47,7 @@ def assign(flat, out, keys, slots, free, n_free, slot_key):
 @numba.njit(cache=True)
 def release(flat, out, keys, slots, free, n_free, slot_key):
     for i in range(len(flat)):
-        pos = _probe(keys, flat[i])
+        pos = find(keys, flat[i])
         if pos < 0:
             out[i] = -1
             continue
@@ -91,7 +66,7 @@ def rehash(old_keys, old_slots, keys, slots):
         key = old_keys[i]
         if key == EMPTY or key == DELETED:
             continue
-        pos = _bucket(key, mask)
+        pos = bucket(key, mask)
         while keys[pos] != EMPTY:
             pos = (pos + 1) & mask
         keys[pos] = key

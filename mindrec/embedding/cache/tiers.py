@@ -28,6 +28,7 @@ import numpy as np
 from mindrec.embedding.cache.errors import CapacityError, TierError
 from mindrec.embedding.cache.policy import by_name
 from mindrec.embedding.cache.slot_map import SlotMap, check_keys
+from mindrec.npz import load_npz, save_npz
 
 _FLUSH_CHUNK_ROWS = 1 << 16
 
@@ -365,11 +366,8 @@ class HostTier(IndexedTier):
         with self._lock:
             self._check_open()
             slots = np.flatnonzero(self._slots.occupied())
-            partial = path.with_name(path.name + ".partial")
-            with open(partial, "wb") as file:
-                np.savez(file, keys=self._slots.keys_at(slots), rows=self._rows[slots],
-                         steps=self._steps[slots])
-            partial.replace(path)
+            save_npz(path, {"keys": self._slots.keys_at(slots), "rows": self._rows[slots],
+                            "steps": self._steps[slots]})
         return path
 
     @classmethod
@@ -377,8 +375,8 @@ class HostTier(IndexedTier):
                       policy: str = "lru", below: Tier | None = None,
                       name: str = "host") -> HostTier:
         """A tier holding the rows of a :meth:`snapshot` (dirty if a tier is below)."""
-        with np.load(path) as saved:
-            keys, rows, steps = saved["keys"], saved["rows"], saved["steps"]
+        saved = load_npz(path, "host tier snapshot", ("keys", "rows", "steps"))
+        keys, rows, steps = saved["keys"], saved["rows"], saved["steps"]
         tier = cls(rows.shape[1], capacity_rows, policy, below, name)
         tier.put(keys, rows, steps)
         return tier
