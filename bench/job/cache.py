@@ -99,6 +99,8 @@ def replay_metrics(cache: DeviceCache) -> dict:
     online = cache.counters.unique_hits / max(1, cache.counters.unique)
     curve = report["lru_miss_ratio"]
     return {
+        "cache_belady_hit_rate": report["per_lookup"]["belady"],
+        "cache_lru_hit_rate": report["per_lookup"]["lru"],
         "cache_belady_hit_rate_unique": rates["belady"],
         "cache_lru_hit_rate_unique": rates["lru"],
         "cache_lfu_hit_rate_unique": rates["lfu"],
