@@ -6,7 +6,7 @@ renders one. Every figure follows the same rules:
 
 - one colour per series across the whole report (:func:`series_colours`, passed in);
 - the legend outside the axes, so it never covers data; a long series name breaks onto
-  several legend lines after a " / " (the series keeps its name);
+  several legend lines after a " /" or a "," (the series keeps its name);
 - value axes from 0 (AUC bars from 0.5, the AUC of a random guess);
 - medians where several cells share a point; every bar drawn is a measured one, centred
   on its own label.
@@ -230,13 +230,21 @@ def _finish(fig: Figure, ax, bottom: float | None = None) -> Figure:
 
 
 def legend_label(name: str, width: int = LEGEND_WIDTH) -> str:
-    """``name`` as legend text: its " / "-separated parts on lines of at most ``width``
-    characters where they fit, each broken line ending in " /"."""
-    lines = [""]
-    for part in name.split(" / "):
-        if lines[-1] and len(lines[-1]) + 3 + len(part) > width:
-            lines[-1] += " /"
-            lines.append(part)
+    """``name`` as legend text on lines of at most ``width`` characters where they fit:
+    broken after a " /" between its parts, then after a "," inside a part still too
+    long."""
+    return "\n".join(line for wide in _wrapped(name.split(" / "), " / ", width)
+                     for line in _wrapped(wide.split(", "), ", ", width))
+
+
+def _wrapped(pieces: list[str], separator: str, width: int) -> list[str]:
+    """``pieces`` joined by ``separator`` into lines of at most ``width`` characters
+    where they fit; a broken line ends in the separator, less its trailing space."""
+    lines = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(lines[-1]) + len(separator) + len(piece) > width:
+            lines[-1] += separator.rstrip()
+            lines.append(piece)
         else:
-            lines[-1] = f"{lines[-1]} / {part}" if lines[-1] else part
-    return "\n".join(lines)
+            lines[-1] += separator + piece
+    return lines

@@ -191,6 +191,9 @@ def test_long_series_names_break_in_the_legend_only():
     assert legend_label(name) == ("wide_deep / standalone x1 / hash /\n"
                                   "cache 30%, host+remote+ssd, lru")
     assert legend_label("dcn / hybrid x2 / static") == "dcn / hybrid x2 / static"
+    assert legend_label(f"{name}, lookahead 1, host 10 × device") == (
+        "wide_deep / standalone x1 / hash /\n"
+        "cache 30%, host+remote+ssd, lru, lookahead 1,\nhost 10 × device")
     assert all(len(line) <= LEGEND_WIDTH + 2
                for line in legend_label(" / ".join(["abcdefghij"] * 9)).split("\n"))
     frame = cells((name, 1e4, 900.0), ("a", 1e4, 800.0))
