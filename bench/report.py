@@ -509,8 +509,9 @@ def _hash_tables(r: _Report) -> list[tuple]:
 
 
 # A cache cell's baselines come from the cells of its group: the same run, model, data,
-# embedding width, hardware and batch ...
-_CACHE_GROUP = ["run", "model", "dataset", "emb_dim", "hardware", "batch_size"]
+# embedding (width, admission, eviction, capacity), hardware and batch ...
+_CACHE_GROUP = ["run", "model", "dataset", "emb_dim", "permit_filter_value",
+                "evict_filter_value", "capacity", "hardware", "batch_size"]
 # ... its smallest-device reference from its siblings: the same again, with the same
 # (logical) table, tiers, their capacities, policy and lookahead: all but the device.
 _CACHE_SIBLINGS = [*_CACHE_GROUP, "table_size", "cache_tiers", "host_rows", "remote_rows",
@@ -577,11 +578,12 @@ def _cache_hits(cells: pd.DataFrame, config: list[tuple], colours: dict) -> list
         _table(cells, config + _keys(
             "cache_hit_rate_unique", "cache_belady_hit_rate_unique",
             "cache_lru_hit_rate_unique", "cache_lfu_hit_rate_unique",
-            "cache_hit_rate_vs_belady"),
+            "cache_hit_rate_vs_belady", "cache_hit_rate", "cache_belady_hit_rate",
+            "cache_lru_hit_rate"),
             "How close does each cache come to the best possible? Hit rates per distinct "
             "key of a step: the run's own, the offline replays of its key trace at the "
             "same device size (Belady's optimum, LRU, LFU) and the run's as a fraction "
-            "of Belady's."),
+            "of Belady's; then per lookup: the run's, Belady's and LRU's."),
         _warm_up(cells, colours), _miss_ratios(cells, colours)]
 
 
@@ -683,10 +685,12 @@ def _cache_baselines(r: _Report, cells: pd.DataFrame, config: list[tuple]) -> li
     """Each cache cell against the no-cache cell of its group and against the cell with
     the smallest device of its siblings; the throughput figure with the baselines."""
     plain = r.ok[(r.ok["embedding"] == "hash") & r.ok["cache_device_rows"].isna()]
-    base = (plain.groupby(_CACHE_GROUP).agg(
+    base = (plain.groupby(_CACHE_GROUP, dropna=False).agg(
         base_cells=("cell_id", "count"), base_speed=("samples_per_s", "median"),
         base_auc=("auc", "mean")).reset_index())
-    shown = (cells.merge(base, on=_CACHE_GROUP, how="left")
+    shown = cells[list(dict.fromkeys(
+        [*_CACHE_SIBLINGS, *(column for column, _, _ in config), "samples_per_s", "auc"]))]
+    shown = (shown.merge(base, on=_CACHE_GROUP, how="left")
              .merge(_smallest_devices(cells), on=_CACHE_SIBLINGS, how="left"))
     shown = shown.assign(base_ratio=shown["samples_per_s"] / shown["base_speed"],
                          base_delta=shown["auc"] - shown["base_auc"],
@@ -696,8 +700,9 @@ def _cache_baselines(r: _Report, cells: pd.DataFrame, config: list[tuple]) -> li
     return [
         ("p", "Baselines, measured in the same run: a cache cell's no-cache baseline is "
               "the cell (or the median of the cells) of the same model, data, embedding "
-              "width, hardware and batch with hash tables and no cache: the whole table "
-              "resident in the compiled step, every lookup a hit. Its smallest-device "
+              "settings (width, admission, eviction, capacity), hardware and batch with "
+              "hash tables and no cache: the whole table resident in the compiled step, "
+              "every lookup a hit. Its smallest-device "
               "reference is the cell of that group with the same logical table size, "
               "tiers (and their capacities), policy and lookahead and the fewest device "
               "rows, where nearly every lookup comes from below; a cell with no smaller "
@@ -752,7 +757,12 @@ def _group_part(column: str, value) -> str:
     """A bar label's part naming a cell's group (a column of :data:`_CACHE_GROUP`)."""
     if column == "dataset":
         return _data_name(value)
-    formats = {"emb_dim": "dim {:.0f}", "batch_size": "batch {:,.0f}"}
+    if pd.isna(value):
+        return {"evict_filter_value": "no eviction",
+                "capacity": "capacity: the table"}.get(column, _MISSING)
+    formats = {"emb_dim": "dim {:.0f}", "permit_filter_value": "permit {:.0f}",
+               "evict_filter_value": "evict after {:.0f}", "capacity": "capacity {:,.0f}",
+               "batch_size": "batch {:,.0f}"}
     return formats.get(column, "{}").format(value)
 
 

@@ -391,7 +391,12 @@ def test_report_of_a_real_sweep(tiny_sweep, tmp_path, published):
     assert [row["phase"] for row in limits] == ["start", "end"]
     assert all(re.fullmatch(r"[\d.]+\.\.[\d.]+\.\.[\d.]+", row["sgemm min..median..best"])
                for row in limits)
-    assert html_path.read_text().count("<figure>") == 5
+    # AUC, throughput, memory, two by parallel mode, three of the cache cell
+    assert html_path.read_text().count("<figure>") == 8
+    cache = md_rows(section(md, "Embedding cache"), "model")
+    assert [(row["device rows"], row["tiers behind"]) for row in cache] == [
+        ("1,200", "host+remote+ssd")]
+    assert float(cache[0]["device hit rate"].rstrip("%")) > 0
 
 
 # The embedding cache section.
@@ -429,6 +434,7 @@ def cache_cell(make, fraction=0.3, tiers="host+ssd", policy="lru", *, lookahead=
                  "cache_lru_hit_rate_unique": hit - 0.25,
                  "cache_lfu_hit_rate_unique": hit - 0.22,
                  "cache_hit_rate_vs_belady": (hit - 0.2) / (hit - 0.1),
+                 "cache_belady_hit_rate": hit + 0.01, "cache_lru_hit_rate": hit - 0.05,
                  "cache_mrc": [[0.2, 0.4], [0.5, 0.15], [1.0, 0.05]],
                  **{f"cache_{tier}_{name}": value for tier in tiers.split("+")
                     for name, value in tier_values.items()}, **metrics})
@@ -505,9 +511,12 @@ def test_cache_section_answers_hit_rates_traffic_and_memory(tmp_path, published,
     replay = cache_rows(md, "model", "Belady hit rate")
     assert list(replay[0])[len(config):] == [
         "device hit rate (distinct keys)", "Belady hit rate", "LRU (replay)",
-        "LFU (replay)", "of Belady"]
+        "LFU (replay)", "of Belady", "device hit rate", "Belady hit rate (lookups)",
+        "LRU (replay, lookups)"]
     assert (replay[2]["Belady hit rate"], replay[2]["LRU (replay)"],
-            replay[2]["of Belady"]) == ("80.0%", "65.0%", "87.5%")
+            replay[2]["of Belady"], replay[2]["Belady hit rate (lookups)"],
+            replay[2]["LRU (replay, lookups)"]) == ("80.0%", "65.0%", "87.5%", "91.0%",
+                                                    "85.0%")
     assert ("pins the keys of the prefetched batches" in cache
             and "bounds every cache that pins at least the current step" in cache)
     traffic = cache_rows(md, "model", "exposed fetch (ms)")
@@ -534,6 +543,7 @@ def test_cache_cells_are_paired_with_the_baselines_of_their_group(tmp_path, publ
     records = [
         no_cache_cell(make, speed=10_000.0, auc=0.76),
         no_cache_cell(make, speed=50_000.0, batch_size=4_000),  # another group
+        no_cache_cell(make, speed=40_000.0, permit_filter_value=3, repeat=2),  # another
         cache_cell(make, 0.1, speed=5_000.0, auc=0.75),
         cache_cell(make, 1.0, speed=9_000.0, auc=0.76),
         cache_cell(make, 0.3, "host", speed=6_000.0),
