@@ -40,6 +40,7 @@ from bench.plots import (MAX_JOIN_RATIO, auc_figure, bar_figure, curve_figure, f
 from bench.references import format_value, load_published, source_label
 from bench.results import (ENV, METRICS, SPEC, STATUSES, metric, now_iso, read_records,
                            spec_value, write_atomic)
+from mindrec.config import HOST_ROWS_PER_DEVICE_ROW
 
 SYNTHETIC_DISCLAIMER = (
     "Synthetic-data AUCs are NOT Criteo figures: they cannot be compared with the "
@@ -56,11 +57,6 @@ VOCABULARY_NOTE = (
 # A cell is "loaded" when other processes used more than this share of the machine's CPU
 # while it trained: its speed then understates the code's.
 LOADED_CPU_FRACTION = 0.25
-# The host tier's rows when above the bottom and cache.host_rows is null: this many times
-# the device rows (mindrec/embedding/cache/build.py HOST_ROWS_PER_DEVICE_ROW, not imported
-# because it loads MindSpore; tests/bench/test_report.py checks that they agree).
-HOST_ROWS_PER_DEVICE_ROW = 10
-
 _KEYS = {**SPEC, **METRICS}
 _NUMERIC = [name for name, key in _KEYS.items() if set(key.types) <= {int, float}]
 _BASE = ["run", "cell_id", "status", "reason"]
@@ -603,8 +599,8 @@ def _warm_up(cells: pd.DataFrame, colours: dict) -> tuple:
 def _miss_ratios(cells: pd.DataFrame, colours: dict) -> tuple:
     if cells["cache_mrc"].isna().all():
         return ("p", "No miss-ratio figure: no cell replayed its key trace.")
-    at = cells["cache_device_fraction"].fillna(cells["cache_device_rows"]
-                                               / cells["data_vocab"])
+    at = (cells["cache_device_rows"] / cells["cache_touched_keys"]).fillna(
+        cells["cache_device_fraction"])
     shown = cells.assign(at=at, belady_miss=1 - cells["cache_belady_hit_rate_unique"],
                          online_miss=1 - cells["cache_hit_rate_unique"])
     return ("figure", "cache-miss-ratio", miss_ratio_figure(
@@ -616,9 +612,8 @@ def _miss_ratios(cells: pd.DataFrame, colours: dict) -> tuple:
         "How much would a larger or smaller device tier miss? Lines: the miss ratio (per "
         "distinct key of a step) of an LRU cache replaying the run's key trace, against "
         "the device size as a share of the keys the trace touched. Marks at each cell's "
-        "device fraction (of the data's vocabulary, the same share up to ids training "
-        "never met): triangle, Belady's optimal miss ratio; circle, the run's own (1 − "
-        "its hit rate). A circle below the line: the online cache beat plain LRU by "
+        "device rows as a share of the same keys: triangle, Belady's optimal miss ratio; "
+        "circle, the run's own (1 − its hit rate). A circle below the line: the online cache beat plain LRU by "
         "pinning prefetched keys.")
 
 

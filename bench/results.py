@@ -284,6 +284,8 @@ METRICS = _keys(
             "the run started (null: none, or the user's)", unit="MiB", section=_C,
             label="server peak RSS"),
     *(key for tier in ("host", "remote", "ssd") for key in _tier_metrics(tier)),
+    _metric("cache_touched_keys", "cache: distinct keys the training steps looked up",
+            unit="keys", section=_C, label="keys touched", types=int),
     _metric("cache_belady_hit_rate", "cache: Belady's optimal (MIN) hit rate of the "
             "recorded key trace at the device size, per lookup (every key occurrence in "
             "order)", unit="", section=_C, label="Belady hit rate (lookups)"),

@@ -192,6 +192,9 @@ class CachePolicy(str, enum.Enum):
 
 
 CACHE_TIERS = ("host", "remote", "ssd")
+# Above the bottom tier the host tier holds this many times the device rows unless
+# cache.host_rows says otherwise, as the original MindRec sizes its host cache.
+HOST_ROWS_PER_DEVICE_ROW = 10
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,13 @@ class CacheConfig:
     @property
     def enabled(self) -> bool:
         return self.device_rows is not None or self.device_fraction is not None
+
+    def tier_rows(self, tier: str, device_rows: int) -> int | None:
+        """The rows ``tier`` may hold (None: unbounded), its own setting or the default."""
+        rows = {"host": self.host_rows, "remote": self.remote_rows}.get(tier)
+        if rows is None and tier == "host" and self.tier_names[-1] != "host":
+            rows = HOST_ROWS_PER_DEVICE_ROW * device_rows
+        return rows
 
     def sized(self, touched_rows: int) -> CacheConfig:
         """This config with ``device_rows`` set: ``device_fraction`` of ``touched_rows``

@@ -99,6 +99,7 @@ def replay_metrics(cache: DeviceCache) -> dict:
     online = cache.counters.unique_hits / max(1, cache.counters.unique)
     curve = report["lru_miss_ratio"]
     return {
+        "cache_touched_keys": touched,
         "cache_belady_hit_rate": report["per_lookup"]["belady"],
         "cache_lru_hit_rate": report["per_lookup"]["lru"],
         "cache_belady_hit_rate_unique": rates["belady"],

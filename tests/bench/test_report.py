@@ -624,12 +624,6 @@ def test_cache_figures_warm_up_miss_ratio_and_throughput(tmp_path, published,
     assert len(set(colours["cache-throughput"].values())) == 6
 
 
-def test_the_host_tier_default_is_the_cache_builders():
-    from bench.report import HOST_ROWS_PER_DEVICE_ROW
-    from mindrec.embedding.cache.build import HOST_ROWS_PER_DEVICE_ROW as built
-    assert HOST_ROWS_PER_DEVICE_ROW == built
-
-
 def test_the_general_figures_leave_cache_cells_to_their_section(tmp_path, published,
                                                                 record_factory):
     run = cache_run(record_factory, tmp_path)

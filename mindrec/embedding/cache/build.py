@@ -11,10 +11,6 @@ from mindrec.embedding.cache.device import SNAPSHOT_NAMES, DeviceCache
 from mindrec.embedding.cache.tiers import HostTier, Tier, TierChain
 from mindrec.embedding.hash_index import HashIndex
 
-# Above the bottom tier the host tier holds this many times the device rows, as the
-# original MindRec sizes its host cache.
-HOST_ROWS_PER_DEVICE_ROW = 10
-
 
 def device_cache(config: CacheConfig, index: HashIndex, seed: int = 0) -> DeviceCache:
     """The device tier over ``index`` (whose capacity is the device rows) and the tiers
@@ -47,9 +43,7 @@ def build_chain(config: CacheConfig, width: int, device_rows: int, namespace: st
                                   "restored from a checkpoint (it is a cache, not a store)")
             tier = _remote(config, width, namespace, generation, below)
         else:
-            rows = config.host_rows
-            if rows is None and not bottom:
-                rows = HOST_ROWS_PER_DEVICE_ROW * device_rows
+            rows = config.tier_rows("host", device_rows)
             tier = (HostTier(width, rows, config.policy.value, below) if saved is None else
                     HostTier.from_snapshot(saved, rows, config.policy.value, below))
         tiers.insert(0, tier)
@@ -80,5 +74,5 @@ def _remote(config: CacheConfig, width: int, namespace: str, generation: int,
         raise ConfigError("cache.remote_url: the remote tier needs a Redis-protocol server "
                           "(mindrec-bench starts one, or pass --redis-url)")
     return RedisTier(config.remote_url, width, namespace, generation,
-                     capacity_rows=config.remote_rows, policy=config.policy.value,
+                     capacity_rows=config.tier_rows("remote", 0), policy=config.policy.value,
                      below=below)
