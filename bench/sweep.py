@@ -25,7 +25,8 @@ from bench.job.cell import unmeasured_record
 from bench.job.hardware import unavailable_reason
 from bench.job.lifetime import start_tied
 from bench.job.limits import record_limits
-from bench.results import append_record, metric, new_run_id, read_records
+from bench.results import (RecordError, append_record, metric, new_run_id, read_records,
+                           validate)
 from bench.suite import CellSpec, Suite, select
 from mindrec.models.registry import table_memory_bytes
 
@@ -117,9 +118,7 @@ def run_cell_process(spec: CellSpec, data: Path, run_id: str, suite: Suite,
             process.wait()
             raise
     if code == 0 and out.is_file():
-        record = json.loads(out.read_text())
-        out.unlink()
-        return record
+        return cell_output_record(out, spec, run_id, suite.name)
     why = (f"timed out after {suite.timeout_s:.0f} s" if code is None
            else f"exited with code {code} after {time.monotonic() - started:.0f} s")
     tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
@@ -128,6 +127,18 @@ def run_cell_process(spec: CellSpec, data: Path, run_id: str, suite: Suite,
     return unmeasured_record(spec, run_id, suite.name,
                              f"cell {why}: {last}\nlog {log_path}:\n" + "\n".join(tail),
                              status="failed")
+
+
+def cell_output_record(out: Path, spec: CellSpec, run_id: str, suite: str) -> dict:
+    """The record a cell wrote to ``out`` (then removed), or, if it breaks the schema (a
+    bug in the cell), a ``failed`` record naming the problem, ``out`` kept for a look."""
+    try:
+        record = validate(json.loads(out.read_text()))
+    except (ValueError, RecordError) as exc:
+        return unmeasured_record(spec, run_id, suite, f"the cell wrote a record that breaks "
+                                 f"the schema ({exc}); kept in {out}", status="failed")
+    out.unlink()
+    return record
 
 
 def describe(record: dict) -> str:

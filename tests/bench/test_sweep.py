@@ -1,4 +1,5 @@
 """The sweep end to end: every record kind, skips, failures, time-outs, resume."""
+import json
 import os
 import signal
 import subprocess
@@ -120,3 +121,22 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path):
     assert records[:len(first)] == first
     refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "--resume" in refused.stderr
+
+
+
+def test_a_cell_record_that_breaks_the_schema_becomes_a_failed_record(tmp_path,
+                                                                      record_factory):
+    """A cell whose record does not match the schema (a bug in the cell) does not stop
+    the sweep: it is recorded as failed, naming the key, and its output is kept."""
+    from bench.suite import CellSpec
+    from bench.sweep import cell_output_record
+    out = tmp_path / "cell.json"
+    bad = record_factory()
+    bad["metrics"]["stray_metric"] = 1.0
+    out.write_text(json.dumps(bad))
+    record = cell_output_record(out, CellSpec(model="dcn"), "r", "tiny")
+    assert record["status"] == "failed" and "stray_metric" in record["reason"]
+    assert out.is_file()
+    out.write_text(json.dumps(record_factory()))
+    assert cell_output_record(out, CellSpec(model="dcn"), "r", "tiny")["status"] == "ok"
+    assert not out.exists()
