@@ -574,12 +574,12 @@ def _cache_hits(cells: pd.DataFrame, config: list[tuple], colours: dict) -> list
         _table(cells, config + _keys(
             "cache_hit_rate_unique", "cache_belady_hit_rate_unique",
             "cache_lru_hit_rate_unique", "cache_lfu_hit_rate_unique",
-            "cache_hit_rate_vs_belady", "cache_hit_rate", "cache_belady_hit_rate",
-            "cache_lru_hit_rate"),
+            "cache_hit_rate_vs_belady"),
             "How close does each cache come to the best possible? Hit rates per distinct "
-            "key of a step: the run's own, the offline replays of its key trace at the "
-            "same device size (Belady's optimum, LRU, LFU) and the run's as a fraction "
-            "of Belady's; then per lookup: the run's, Belady's and LRU's."),
+            "key of a step (the device's granularity: a step's keys are resident "
+            "together): the run's own, the offline replays of its key trace at the same "
+            "device size (Belady's optimum, LRU, LFU) and the run's as a fraction of "
+            "Belady's."),
         _warm_up(cells, colours), _miss_ratios(cells, colours)]
 
 

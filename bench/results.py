@@ -286,11 +286,6 @@ METRICS = _keys(
     *(key for tier in ("host", "remote", "ssd") for key in _tier_metrics(tier)),
     _metric("cache_touched_keys", "cache: distinct keys the training steps looked up",
             unit="keys", section=_C, label="keys touched", types=int),
-    _metric("cache_belady_hit_rate", "cache: Belady's optimal (MIN) hit rate of the "
-            "recorded key trace at the device size, per lookup (every key occurrence in "
-            "order)", unit="", section=_C, label="Belady hit rate (lookups)"),
-    _metric("cache_lru_hit_rate", "cache: LRU's hit rate on the same trace and size, per "
-            "lookup (offline replay)", unit="", section=_C, label="LRU (replay, lookups)"),
     _metric("cache_belady_hit_rate_unique", "cache: Belady's optimal (MIN) hit rate of "
             "the recorded key trace at the device size, distinct keys per step",
             unit="", section=_C, label="Belady hit rate"),

@@ -100,8 +100,6 @@ def replay_metrics(cache: DeviceCache) -> dict:
     curve = report["lru_miss_ratio"]
     return {
         "cache_touched_keys": touched,
-        "cache_belady_hit_rate": report["per_lookup"]["belady"],
-        "cache_lru_hit_rate": report["per_lookup"]["lru"],
         "cache_belady_hit_rate_unique": rates["belady"],
         "cache_lru_hit_rate_unique": rates["lru"],
         "cache_lfu_hit_rate_unique": rates["lfu"],
