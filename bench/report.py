@@ -554,7 +554,8 @@ def _cache_config(r: _Report, cells: pd.DataFrame) -> list[tuple]:
     """Columns naming a cache cell: run, model, data (when several), device, tiers,
     policy, lookahead."""
     data = [("data", "data", None)] if cells["dataset"].nunique() > 1 else []
-    return r.run_column() + [_key("model"), *data, *_keys(
+    table = [_key("table_size")] if cells["table_size"].nunique() > 1 else []
+    return r.run_column() + [_key("model"), *data, *table, *_keys(
         "cache_device_rows", "cache_device_fraction", "cache_tiers", "cache_policy",
         "cache_lookahead")]
 
@@ -656,8 +657,11 @@ def _run_cache(run_config) -> dict:
 
 
 def _data_name(dataset: str) -> str:
-    """A dataset directory's name without its digest (synth-r500000-v2000000-s0-t0)."""
-    return re.sub(r"-[0-9a-f]{12}$", "", Path(dataset).name)
+    """A dataset directory's name without its digest (synth-r500000-v2000000-s0-t0); a
+    cached synthetic dataset is named by the directory above its ``converted``."""
+    path = Path(dataset)
+    name = path.parent.name if path.name == "converted" else path.name
+    return re.sub(r"-[0-9a-f]{12}$", "", name)
 
 
 def _tier_budget(run_config: dict | None, tier: str, device_rows: float) -> str | None:
