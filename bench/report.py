@@ -622,13 +622,15 @@ def _cache_traffic(cells: pd.DataFrame, config: list[tuple]) -> list[tuple]:
     moved = [f"cache_{tier}_mb_{way}" for tier in _TIERS for way in ("read", "written")]
     return [_table(cells, config + _keys(
         "cache_fetched_per_step", "cache_written_back_per_step", *moved,
-        "cache_exposed_fetch_ms", "cache_hidden_fetch_ms", "step_ms_p50"),
+        "cache_exposed_fetch_ms", "cache_hidden_fetch_ms", "step_ms_p50",
+        "cache_bulk_load_s"),
         "How much data moves between the tiers, and how long does training wait for it? "
         "Rows fetched into the device and dirty rows written back, per step; MiB read "
         "from and written to each tier over the run (ssd written: what the SSD wears); "
         "exposed fetch: per step, the time training waited for staged rows and its "
         "batch; hidden fetch: per step, fetch time the prefetch thread spent while "
-        "training ran. The median step time for scale.")]
+        "training ran. The median step time for scale. Bulk load: loading a table's "
+        "initial rows into the SSD tier before training (not part of any step).")]
 
 
 def _cache_memory(cells: pd.DataFrame, config: list[tuple]) -> list[tuple]:

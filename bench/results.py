@@ -278,6 +278,8 @@ METRICS = _keys(
             label="exposed fetch"),
     _metric("cache_hidden_fetch_ms", "cache: per step, fetch time the prefetch thread "
             "spent while training ran", unit="ms", section=_C, label="hidden fetch"),
+    _metric("cache_bulk_load_s", "cache: loading the initial rows into the SSD tier "
+            "before training (null: none)", unit="s", section=_C, label="bulk load"),
     _metric("cache_device_mb", "cache: bytes of the device tier (rows and optimizer "
             "state)", unit="MiB", section=_C, label="device tier"),
     _metric("cache_remote_peak_rss_mb", "cache: peak RSS of the Redis-protocol server "

@@ -69,6 +69,7 @@ def cache_metrics(cache: DeviceCache, server: RedisServer | None) -> dict:
         "cache_exposed_fetch_ms": 1e3 * c.exposed_fetch_s / steps,
         "cache_hidden_fetch_ms": 1e3 * c.hidden_fetch_s / steps,
         "cache_device_mb": cache.index.capacity * cache.width * 4 / MB,
+        "cache_bulk_load_s": cache.bulk_load_s,
         "cache_remote_peak_rss_mb": None if server is None else server.peak_rss_mb(),
     }
     if cache.trace:

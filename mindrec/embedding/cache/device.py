@@ -99,6 +99,7 @@ class DeviceCache:
         self.index = index
         self.initial_rows = initial_rows
         self.seed = seed
+        self.bulk_load_s: float | None = None  # loading the initial rows took
         self._make_chain = make_chain
         self._chain: TierChain | None = None
         self._snapshot: Path | None = None  # the bottom tier starts from it
@@ -121,7 +122,9 @@ class DeviceCache:
                 if self._chain is None:
                     self._chain = self._make_chain(self.width, self._snapshot)
                     if self.initial_rows and self._snapshot is None:
+                        start = time.perf_counter()
                         self._bulk_load(self._chain.tiers[-1])
+                        self.bulk_load_s = time.perf_counter() - start
         return self._chain
 
     # -- the tables ---------------------------------------------------------------------
@@ -252,12 +255,13 @@ class DeviceCache:
         self.index.load_state(state)
 
     def prefetch(self, batches):
-        """Yield ``batches`` (tuples whose first item is the keys) unchanged, while a
-        background thread stages the rows of the next ``lookahead`` ones."""
+        """``batches`` (tuples whose first item is the keys), while a background thread
+        stages the rows of the next ``lookahead`` ones. The tiers are made (and their
+        initial rows loaded) now, before the first batch is waited for."""
+        _ = self.chain
         if self.lookahead == 0:
-            yield from batches
-            return
-        yield from _Prefetcher(self, batches, self.lookahead)
+            return batches
+        return iter(_Prefetcher(self, batches, self.lookahead))
 
     # -- staging --------------------------------------------------------------------------
 
