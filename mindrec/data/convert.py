@@ -25,9 +25,10 @@ from typing import TextIO
 
 import numpy as np
 
-from mindrec.data.criteo import (DEFAULT_THRESHOLD, OUTLIER_FACTOR, OUTLIER_QUANTILE, CriteoFormatError,
-                                 DenseOutlier, DenseTransform, OnBadRow, Vocabulary,
-                                 VocabularyBuilder, check_dense_transform, encode, iter_chunks)
+from mindrec.data.criteo import (DEFAULT_THRESHOLD, OUTLIER_FACTOR, OUTLIER_QUANTILE,
+                                 CriteoFormatError, DenseOutlier, DenseTransform, OnBadRow,
+                                 Vocabulary, VocabularyBuilder, check_dense_transform, encode,
+                                 iter_chunks, splitmix64)
 from mindrec.data.dataset import (DATA_FILES, FILES, META_FILE, META_SCHEMA, DatasetError,
                                   file_record, read_meta_json, schema_version)
 from mindrec.data.mindrecord import PACK_SIZE, PackedWriter
@@ -45,16 +46,9 @@ def in_test_split(line_numbers: np.ndarray, seed: int, test_ratio: float) -> np.
     A row is in the test split when splitmix64(line_number ^ splitmix64(seed)) / 2**64
     < test_ratio: deterministic per line, independent of how the file is chunked.
     """
-    key = _splitmix64(np.array([seed & 0xFFFF_FFFF_FFFF_FFFF], dtype=np.uint64))
-    hashed = _splitmix64(np.asarray(line_numbers).astype(np.uint64) ^ key)
+    key = splitmix64(np.array([seed & 0xFFFF_FFFF_FFFF_FFFF], dtype=np.uint64))
+    hashed = splitmix64(np.asarray(line_numbers).astype(np.uint64) ^ key)
     return hashed < _U64(int(test_ratio * 2.0**64))
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    z = x + _U64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return z ^ (z >> _U64(31))
 
 
 def truth_path(input_path: str | Path) -> Path:

@@ -586,8 +586,89 @@ def encode(chunk: RawChunk, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray, 
     return ids, vals, chunk.labels.astype(np.float32)
 
 
-def _dense_values(dense: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+@dataclass(frozen=True)
+class HashedKeys:
+    """The key scheme of hash tables fed by a stream: no vocabulary, every categorical
+    value its own int64 key, so values never seen before get keys too.
+
+    Dense field i has key i (0..12); a missing categorical value of field f has key
+    13 + f; a present token t of field f has key ``FIRST_HASHED_KEY + (splitmix64(26 t
+    + f) >> 2) mod (2**62 - FIRST_HASHED_KEY)``: distinct per (field, token) but for a
+    collision chance of about n**2 / 2**63 among n keys. Keys are never negative (-1 and
+    -2 are reserved by the hash index). Dense values are ``log1p`` (a stream has no
+    field maximum to divide by).
+    """
+
+    dense_transform: DenseTransform = "log1p"
+
+    def __post_init__(self) -> None:
+        check_dense_transform(self.dense_transform)
+        if self.dense_transform != "log1p":
+            raise ValueError("hashed keys encode dense values with log1p only: a stream "
+                             "has no field maximum to divide by")
+
+
+FIRST_HASHED_KEY = 64
+"""Keys below this are the dense fields' and the missing values' (see HashedKeys)."""
+
+
+def encode_keys(chunk: RawChunk, scheme: HashedKeys = HashedKeys()
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode a chunk for hash tables, as :func:`encode` does for a vocabulary, but with
+    int64 keys (see :class:`HashedKeys`). The offline path (:func:`iter_chunks`) and a
+    stream's consumer (:func:`parse_lines`) both end here.
+
+    Example::
+
+        >>> line = "\\t".join(["1", "5"] + [""] * 12 + ["68fd1e64"] + [""] * 25)
+        >>> chunk = parse_lines([line.encode()], source="example")
+        >>> keys, vals, labels = encode_keys(chunk)
+        >>> keys.dtype, keys[0, :2].tolist(), keys[0, 14].item(), labels.tolist()
+        (dtype('int64'), [0, 1], 14, [1.0])
+        >>> bool(keys[0, 13] >= FIRST_HASHED_KEY), round(float(vals[0, 0]), 4)
+        (True, 1.7918)
+    """
+    n = len(chunk)
+    keys = np.empty((n, NUM_FIELDS), dtype=np.int64)
+    vals = np.ones((n, NUM_FIELDS), dtype=np.float32)
+    keys[:, :NUM_DENSE] = np.arange(NUM_DENSE, dtype=np.int64)
+    vals[:, :NUM_DENSE] = _dense_values(chunk.dense, scheme)
+    tokens = chunk.categorical.astype(np.uint64)
+    fields = np.arange(NUM_CATEGORICAL, dtype=np.uint64)
+    hashed = (splitmix64(tokens * np.uint64(NUM_CATEGORICAL) + fields) >> np.uint64(2)
+              ).astype(np.int64)  # < 2**62
+    keys[:, NUM_DENSE:] = np.where(chunk.categorical >= 0,
+                                   FIRST_HASHED_KEY + hashed % (2**62 - FIRST_HASHED_KEY),
+                                   NUM_DENSE + fields.astype(np.int64))
+    return keys, vals, chunk.labels.astype(np.float32)
+
+
+def parse_lines(lines: list[bytes], source: str, first_line: int = 1,
+                on_bad_row: OnBadRow = "skip") -> RawChunk:
+    """Decode raw Criteo lines that do not come from a file (a stream's messages):
+    ``source`` names them in errors, ``first_line`` numbers the first.
+
+    Raises:
+        CriteoFormatError: a bad row, with ``on_bad_row="stop"``.
+    """
+    if not lines:
+        raise ValueError(f"{source}: no lines to parse")
+    lines = list(lines)
+    lines[0] = lines[0].removeprefix(_BOM)
+    return _parse_chunk(Path(source), lines, first_line, on_bad_row)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser of each uint64 (a bijection that mixes every bit)."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _dense_values(dense: np.ndarray, scheme: Vocabulary | HashedKeys) -> np.ndarray:
     """Encoded dense values (float64 (n, 13), NaN where missing -> 0.0)."""
-    if vocab.dense_transform == "log1p":
+    if scheme.dense_transform == "log1p":
         return np.log1p(np.where(dense > 0, dense, 0.0))  # NaN > 0 is False
-    return np.nan_to_num(dense / vocab.dense_max, nan=0.0)
+    return np.nan_to_num(dense / scheme.dense_max, nan=0.0)
