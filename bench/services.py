@@ -46,6 +46,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from bench.job.launcher import free_port, tail
 from bench.job.lifetime import start_tied
 from mindrec.embedding.cache.remote import connect
+from mindrec.stream.kafka import StreamError, admin_settings, wait_for_broker
 
 _PORT_TRIES = 3
 _STOP_GRACE_S = 10.0
@@ -423,8 +424,7 @@ class KafkaBroker:
                     return False
                 raise ServiceError(f"tansu exited with status {self._process.returncode}; "
                                    f"the end of {self.log_path}:\n{tail(self.log_path)}")
-            if _listens(self._process.pid, self.port) and \
-                    _metadata_error(self.bootstrap_servers, 1.0) is None:
+            if _listens(self._process.pid, self.port) and _answers(self.bootstrap_servers):
                 return True
             time.sleep(0.02)
         raise ServiceError(f"tansu on {self.bootstrap_servers} did not answer metadata "
@@ -451,17 +451,16 @@ def _listens(pid: int, port: int) -> bool:
 
 def _kafka_admin(bootstrap_servers: str) -> AdminClient:
     """An admin client that reports failures through its calls only (no log lines)."""
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    return AdminClient(admin_settings(bootstrap_servers))
 
 
-def _metadata_error(bootstrap_servers: str, timeout_s: float) -> str | None:
-    """None if the cluster at ``bootstrap_servers`` answers metadata within
-    ``timeout_s``, else why not."""
+def _answers(bootstrap_servers: str, timeout_s: float = 1.0) -> bool:
+    """Whether the broker at ``bootstrap_servers`` answers metadata within ``timeout_s``."""
     try:
         _kafka_admin(bootstrap_servers).list_topics(timeout=timeout_s)
-    except KafkaException as error:
-        return error.args[0].str()
-    return None
+    except KafkaException:
+        return False
+    return True
 
 
 def create_topic(bootstrap_servers: str, topic: str, partitions: int = 1,
@@ -495,10 +494,10 @@ def kafka_bootstrap(bootstrap_servers: str | None = None,
     ``check_timeout_s``: a ServiceError naming the address otherwise), else that of a
     :class:`KafkaBroker` started now (``broker_options``) and stopped at the end."""
     if bootstrap_servers is not None:
-        error = _metadata_error(bootstrap_servers, check_timeout_s)
-        if error is not None:
-            raise ServiceError(f"no Kafka broker answered at {bootstrap_servers} within "
-                               f"{check_timeout_s:g} s ({error})")
+        try:
+            wait_for_broker(bootstrap_servers, check_timeout_s, progress=None)
+        except StreamError as exc:
+            raise ServiceError(str(exc)) from None
         yield bootstrap_servers
         return
     with KafkaBroker(**broker_options) as broker:

@@ -155,6 +155,30 @@ def iter_chunks(path: str | Path, chunk_rows: int = 100_000, on_bad_row: OnBadRo
         raise CriteoFormatError(path, None, "file is empty (no rows)")
 
 
+def iter_raw_lines(path: str | Path, chunk_rows: int = 10_000) -> Iterator[list[bytes]]:
+    """The lines of a raw Criteo file (plain or ``.gz``) as stored, without their line
+    ends, in lists of at most ``chunk_rows`` (a stream's producer replays them).
+
+    Raises:
+        CriteoFormatError: a truncated or corrupt gzip stream, naming the file.
+    """
+    path = Path(path)
+    with _open_lines(path, None) as (_, lines_in):
+        first = True
+        while True:
+            try:
+                lines = list(islice(lines_in, chunk_rows))
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                raise CriteoFormatError(
+                    path, None, f"truncated or corrupt gzip stream: {exc}") from exc
+            if not lines:
+                return
+            if first:
+                lines[0] = lines[0].removeprefix(_BOM)
+                first = False
+            yield [line.rstrip(b"\r\n") for line in lines]
+
+
 class _HashingReader(io.RawIOBase):
     """A raw binary reader that feeds every byte it reads into a hashlib object."""
 
