@@ -9,15 +9,17 @@ from pathlib import Path
 
 import yaml
 
-from bench import microbench
+from bench import microbench, stream_cli
 from bench.gate import Thresholds
 from bench.job.launcher import DistributedJobError
 from bench.results import metric
+from bench.services import ServiceError
 from mindrec.config import (DEFAULT_PRESET, MODEL_CONFIGS, PRESETS, SECTIONS, ConfigError,
                             EmbeddingConfig, EmbeddingKind, ParallelConfig, ParallelMode,
                             RunConfig, SparseMode, TrainConfig)
 from mindrec.data.criteo import DEFAULT_THRESHOLD, DENSE_TRANSFORMS
 from mindrec.data.synthetic import SyntheticSpec
+from mindrec.stream.kafka import StreamError
 
 # A parallel `train` job is killed after this long unless --timeout says otherwise.
 _DEFAULT_JOB_TIMEOUT_S = 3600.0
@@ -75,12 +77,14 @@ _TRAIN_FLAGS = {
 
 
 def train_run_config(args) -> tuple[RunConfig, str]:
-    """The run and preset of ``train``: command line > ``--config`` file > preset."""
+    """The run and preset of ``train`` (or of any verb with ``--model``, ``--preset``,
+    ``--config``, ``--set`` and some of the ``train`` flags): command line > ``--config``
+    file > preset."""
     from mindrec.config import load_config_file, run_config_from_sections
     file = load_config_file(args.config) if args.config else {}
     sections = {name: dict(file.get(name) or {}) for name in SECTIONS}
     for flag, (section, name) in _TRAIN_FLAGS.items():
-        if getattr(args, flag) is not None:
+        if getattr(args, flag, None) is not None:
             sections[section][name] = getattr(args, flag)
     for assignment in args.set or []:
         key, sep, text = assignment.partition("=")
@@ -91,12 +95,13 @@ def train_run_config(args) -> tuple[RunConfig, str]:
         sections[section][name] = yaml.safe_load(text)
     model = args.model or file.get("model")
     if model is None:
-        raise ConfigError("train: no model; pass --model or set `model:` in --config")
+        raise ConfigError(f"{args.verb}: no model; pass --model or set `model:` in --config")
     preset = args.preset or file.get("preset") or DEFAULT_PRESET
     where = str(args.config) if args.config else "command line"
     run = run_config_from_sections(model, preset, sections, where)
     standalone = run.parallel.mode is ParallelMode.STANDALONE
-    for flag, value in (("--job-dir", args.job_dir), ("--timeout", args.timeout)):
+    for flag, value in (("--job-dir", getattr(args, "job_dir", None)),
+                        ("--timeout", getattr(args, "timeout", None))):
         if standalone and value is not None:
             raise ConfigError(f"{flag} applies to the parallel modes only; this run is "
                               f"standalone")
@@ -385,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="passed on to pytest, e.g. -- -k criteo")
     micro.set_defaults(func=_microbench)
 
+    stream_cli.add_verbs(verbs)
+
     baseline = verbs.add_parser("baseline", help="write a gate baseline from a finished run")
     baseline.add_argument("--run", required=True)
     baseline.add_argument("--out", type=Path, required=True)
@@ -404,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     except DistributedJobError as exc:
         print(f"mindrec-bench: parallel job failed: {exc}", file=sys.stderr)
         return 1
+    except (StreamError, ServiceError) as exc:
+        print(f"mindrec-bench: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

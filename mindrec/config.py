@@ -269,10 +269,57 @@ class CacheConfig:
         return tuple(self.tiers.split("+"))
 
 
+@dataclass(frozen=True)
+class OnlineConfig:
+    """Online learning from a stream (docs/online-learning.md): how the online trainer
+    publishes and checkpoints, and, for a benchmark cell, the stream the harness plays.
+
+    A benchmark cell with ``stream`` on is an online cell: the harness streams its
+    ``data.rows`` rows of the drifting synthetic stream (``drift``,
+    ``new_value_fraction``) at ``rate`` rows/s through a broker to the trainer, and
+    serves what it publishes.
+    """
+
+    stream: bool = False
+    rate: float | None = 5000.0  # rows/s the harness produces (None: as fast as it can)
+    drift: float = 0.3
+    new_value_fraction: float = 0.2
+    topic: str = "criteo"
+    publish_every_s: float | None = 2.0  # publish a version this often (None: by steps)
+    publish_every_steps: int | None = None  # ... or every this many steps
+    checkpoint_every_steps: int = 100
+    full_every: int = 20  # every this many versions is a full one
+    freeze_after_rows: int | None = None  # freeze a copy of the model after these rows
+    max_rows: int | None = None  # stop after training this many rows in all
+    idle_stop_s: float | None = 10.0  # stop when no full batch came for this long
+    batch_wait_s: float = 0.5  # how long one poll for a batch waits
+    broker_wait_s: float = 30.0  # how long to wait for the broker at the start
+
+    def __post_init__(self):
+        for name in ("rate", "publish_every_s", "publish_every_steps",
+                     "freeze_after_rows", "max_rows", "idle_stop_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"online.{name} must be positive (or null), got {value}")
+        for name in ("checkpoint_every_steps", "full_every", "batch_wait_s", "broker_wait_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"online.{name} must be positive, got {getattr(self, name)}")
+        for name in ("drift", "new_value_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"online.{name} must lie in [0, 1], got "
+                                  f"{getattr(self, name)}")
+        if self.publish_every_s is None and self.publish_every_steps is None:
+            raise ConfigError("online: set publish_every_s or publish_every_steps")
+
+    @property
+    def enabled(self) -> bool:
+        return self.stream
+
+
 MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig}
 # The sections of a run that files, suite cells and the command line override, by the
 # names of RunConfig's fields.
-SECTIONS = ("model_config", "train", "embedding", "parallel", "cache")
+SECTIONS = ("model_config", "train", "embedding", "parallel", "cache", "online")
 DEFAULT_PRESET = "cpu-small"
 
 PRESETS: dict[str, dict[str, dict[str, dict]]] = {
@@ -305,6 +352,7 @@ class RunConfig:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
 
     def __post_init__(self):
         if self.cache.enabled and self.embedding.kind is not EmbeddingKind.HASH:
@@ -407,7 +455,8 @@ def run_config_from_dict(values: dict) -> RunConfig:
         train=from_dict(TrainConfig, values["train"], "train"),
         embedding=from_dict(EmbeddingConfig, values["embedding"], "embedding"),
         parallel=from_dict(ParallelConfig, values["parallel"], "parallel"),
-        cache=from_dict(CacheConfig, values.get("cache", {}), "cache"))
+        cache=from_dict(CacheConfig, values.get("cache", {}), "cache"),
+        online=from_dict(OnlineConfig, values.get("online", {}), "online"))
 
 
 def build_run_config(model: str, preset: str = DEFAULT_PRESET,
@@ -415,11 +464,13 @@ def build_run_config(model: str, preset: str = DEFAULT_PRESET,
                      train_overrides: dict | None = None,
                      embedding: dict | None = None,
                      parallel: dict | None = None,
-                     cache: dict | None = None) -> RunConfig:
+                     cache: dict | None = None,
+                     online: dict | None = None) -> RunConfig:
     """Resolve ``preset`` for ``model`` and apply overrides (later wins)."""
     return run_config_from_sections(model, preset, {
         "model_config": model_overrides or {}, "train": train_overrides or {},
-        "embedding": embedding or {}, "parallel": parallel or {}, "cache": cache or {}})
+        "embedding": embedding or {}, "parallel": parallel or {}, "cache": cache or {},
+        "online": online or {}})
 
 
 def run_config_from_sections(model: str, preset: str, sections: dict,
@@ -462,6 +513,7 @@ def run_config_from_sections(model: str, preset: str, sections: dict,
                             f"{where}.embedding"),
         parallel=from_dict(ParallelConfig, sections.get("parallel", {}), f"{where}.parallel"),
         cache=from_dict(CacheConfig, sections.get("cache", {}), f"{where}.cache"),
+        online=from_dict(OnlineConfig, sections.get("online", {}), f"{where}.online"),
     )
 
 

@@ -37,6 +37,7 @@ _OPTIMIZER_PREFIX = "optimizer."
 _RNG_PREFIX = "table_rng."
 _SNAPSHOT_ENTRY = "cache.snapshot"
 _STEP_ENTRY = "train.step"
+_EXTRA_ENTRY = "train.extra"
 _HEADER_LENGTH_BYTES = 8
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2,
                 "F16": 2, "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
@@ -46,10 +47,11 @@ class CheckpointError(ValueError):
     """A checkpoint file that is truncated, damaged or not in safetensors format."""
 
 
-def save(network: nn.Cell, path: str | Path, optimizers=None, step: int | None = None) -> Path:
-    """Save ``network`` (and the state of ``optimizers``, and the training ``step``, if
-    given) to ``path`` (.safetensors) atomically; a cache's tiers are flushed and
-    snapshotted first."""
+def save(network: nn.Cell, path: str | Path, optimizers=None, step: int | None = None,
+         extra: dict | None = None) -> Path:
+    """Save ``network`` (and the state of ``optimizers``, the training ``step`` and the
+    JSON-able ``extra``, e.g. a stream's offsets, if given) to ``path`` (.safetensors)
+    atomically; a cache's tiers are flushed and snapshotted first."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: checkpoint files must end in .safetensors")
@@ -67,6 +69,9 @@ def save(network: nn.Cell, path: str | Path, optimizers=None, step: int | None =
                     for name, param in _optimizer_states(network, optimizers).items()]
         if step is not None:
             entries.append({"name": _STEP_ENTRY, "data": Tensor(np.array([step], np.int64))})
+        if extra is not None:
+            entries.append({"name": _EXTRA_ENTRY,
+                            "data": Tensor(_text_bytes(json.dumps(extra, sort_keys=True)))})
         snapshot = None
         if isinstance(index, DeviceCache):
             snapshot = path.with_name(f"{path.stem}.cache-{index.step}")
@@ -137,6 +142,22 @@ def load(network: nn.Cell, path: str | Path, optimizers=None) -> int:
         else:
             param.set_data(value)
     return step
+
+
+def read_extra(path: str | Path) -> dict | None:
+    """The ``extra`` saved with the checkpoint at ``path`` (None if it has none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    check_file(path)
+    params = ms.load_checkpoint(str(path), format="safetensors",
+                                choice_func=lambda name: name == _EXTRA_ENTRY)
+    if _EXTRA_ENTRY not in params:
+        return None
+    try:
+        return json.loads(_bytes_text(params[_EXTRA_ENTRY].asnumpy()))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its {_EXTRA_ENTRY} entry is not JSON ({exc})") from exc
 
 
 def _optimizer_states(network: nn.Cell, optimizers) -> dict:
