@@ -130,6 +130,31 @@ def curve_figure(data: pd.DataFrame, y: str, *, colours: dict, title: str, ylabe
     return fig
 
 
+def online_quality_figure(data: pd.DataFrame, *, colours: dict, title: str) -> Figure:
+    """Progressive AUC per tenth of the stream, one colour per ``series``: the online
+    model (solid), the model frozen after the first fifth (dashed) and the Bayes optimum
+    (dotted), each the element-wise median of the series' rows (columns
+    ``online_auc_curve``, ``online_frozen_auc_curve``, ``online_bayes_auc_curve``; None
+    where undefined). The AUC axis starts at 0.5."""
+    fig, ax = _axes(title, "tenth of the stream", "AUC")
+    styles = (("online_auc_curve", "-", "online"), ("online_frozen_auc_curve", "--", "frozen"),
+              ("online_bayes_auc_curve", ":", "Bayes optimum"))
+    for name, rows in data.groupby("series", sort=True):
+        for column, style, what in styles:
+            curves = [np.array(c, dtype=float) for c in rows[column] if c is not None]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            values = [np.median(col[~np.isnan(col)]) if (~np.isnan(col)).any() else np.nan
+                      for col in np.array([c[:length] for c in curves]).T]
+            ax.plot(np.arange(1, length + 1), values, linestyle=style, color=colours[name],
+                    label=f"{name}: {what}")
+    ax.grid(True, alpha=0.3)
+    _finish(fig, ax)
+    ax.set_ylim(bottom=AUC_FLOOR)
+    return fig
+
+
 def miss_ratio_figure(data: pd.DataFrame, curve: str, *, at: str, marks: dict[str, tuple],
                       colours: dict, title: str, xlabel: str) -> Figure:
     """Miss-ratio curves: column ``curve`` of each row holds [x, miss ratio] pairs, one

@@ -5,7 +5,7 @@ schemas migrated), the ``<run-id>.limits.json`` beside each (:mod:`bench.job.lim
 machine limits measured at each start, resume and end of the run) and the published
 figures (:mod:`bench.references`). Sections: summary, quality against the Bayes optimum
 and the published Criteo AUCs, throughput and memory, parallel modes, hash tables, the
-embedding cache, roofline, skipped and failed cells, environment (with the limits
+embedding cache, online learning (its cells appear there only), roofline, skipped and failed cells, environment (with the limits
 measurements) and, given several runs, a cell-by-cell comparison of each later run with
 the first.
 
@@ -36,7 +36,8 @@ from tabulate import tabulate
 
 from bench.job.limits import MEASUREMENT_KEYS, read_limits
 from bench.plots import (MAX_JOIN_RATIO, auc_figure, bar_figure, curve_figure, figure_png,
-                         line_figure, miss_ratio_figure, series_colours)
+                         line_figure, miss_ratio_figure, online_quality_figure,
+                         series_colours)
 from bench.references import format_value, load_published, source_label
 from bench.results import (ENV, METRICS, SPEC, STATUSES, metric, now_iso, read_records,
                            spec_value, write_atomic)
@@ -54,6 +55,16 @@ VOCABULARY_NOTE = (
     "id per field for all rarer values, and the 13 dense-field ids; Zipf-distributed "
     "values are mostly rare, so it is smaller than the generator's. Table size: the rows "
     "of each embedding table: the data vocabulary, unless the cell sets train.table_size.")
+ONLINE_INTRO = (
+    "Online cells (docs/online-learning.md): a producer replays the drifting synthetic "
+    "stream (its click model drifts and new categorical values appear) at a target rate "
+    "through a Kafka-protocol broker; the online trainer predicts each batch before "
+    "training on it (progressive validation), trains, and publishes a model version every "
+    "interval; a separate serving process applies each version and answers predictions "
+    "over HTTP. Targets at 5,000 rows/s with a version every 2 s: freshness p99 under "
+    "10 s and a consumer lag that does not grow; on the last tenth of the stream, the "
+    "online model's AUC at least 0.01 above the model frozen after the first fifth. "
+    "These cells appear in this section only.")
 # A cell is "loaded" when other processes used more than this share of the machine's CPU
 # while it trained: its speed then understates the code's.
 LOADED_CPU_FRACTION = 0.25
@@ -62,7 +73,7 @@ _NUMERIC = [name for name, key in _KEYS.items() if set(key.types) <= {int, float
 _BASE = ["run", "cell_id", "status", "reason"]
 _MISSING = "—"
 _F4 = "{:.4f}"
-_FORMATS = {"auc": _F4, "logloss": _F4, "bayes_auc": _F4}
+_FORMATS = {"auc": _F4, "logloss": _F4, "bayes_auc": _F4, "online_frozen_auc": _F4}
 _LAYOUT = ("layout", "mode × workers", None)
 _CACHE = ("cache", "cache (device, tiers, policy)", None)
 _CACHE_ELSEWHERE = "see Embedding cache: each against its no-cache baseline"
@@ -98,7 +109,13 @@ class _Report:
 
     @cached_property
     def ok(self) -> pd.DataFrame:
-        return self.frame[self.frame["status"] == "ok"]
+        """The cells that trained on a dataset and were measured (online cells apart)."""
+        return self.frame[(self.frame["status"] == "ok") & ~self.frame["online"]]
+
+    @cached_property
+    def online_ok(self) -> pd.DataFrame:
+        """The online cells that were measured."""
+        return self.frame[(self.frame["status"] == "ok") & self.frame["online"]]
 
     @property
     def multi(self) -> bool:
@@ -143,13 +160,15 @@ def _row(run_id: str, record: dict) -> dict:
 
 
 def _derive(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``layout`` (mode x workers), ``cache`` (the cache configuration; None
-    without a cache), ``series`` (the configuration a colour stands for: each cache
+    """Adds ``online`` (an online cell), ``layout`` (mode x workers), ``cache`` (the
+    cache configuration; None without a cache), ``series`` (the configuration a colour stands for: each cache
     configuration, on each data set when they differ, is a series of its own; cells
     without a cache keep theirs), ``samples_per_s_at_p90`` and ``loaded``."""
     layout = [f"{mode} x{workers:.0f}" for mode, workers in zip(frame["mode"],
                                                                  frame["workers"])]
-    frame = frame.assign(layout=layout, cache=_cache_labels(frame))
+    frame = frame.assign(layout=layout, cache=_cache_labels(frame),
+                         online=[bool(((c or {}).get("online") or {}).get("stream"))
+                                 for c in frame["run_config"]])
     ok = frame[frame["status"] == "ok"]
     naming = [c for c in ("run", "hardware") if ok[c].nunique() > 1]
     parts = frame[[*naming, "model", "layout", "embedding"]].astype(str)
@@ -767,6 +786,60 @@ def _group_part(column: str, value) -> str:
     return formats.get(column, "{}").format(value)
 
 
+def _online(r: _Report) -> list[tuple]:
+    cells = r.online_ok
+    if cells.empty:
+        return []
+    cells = cells.assign(series=[
+        f"{model} / {f'{rate:,.0f}' if rate == rate else 'max'} rows/s / every "
+        f"{every:g} s / batch {batch:.0f}" for model, rate, every, batch in zip(
+            cells["model"], cells["online_rate"], cells["online_publish_every_s"],
+            cells["batch_size"])])
+    colours = series_colours(cells["series"])
+    config = r.run_column() + _keys("model", "online_rate", "online_publish_every_s",
+                                    "batch_size")
+    parts = ("lag", "train", "publish", "apply", "total")
+    return [
+        ("h", 2, "Online learning"), ("p", ONLINE_INTRO),
+        _table(cells, config + _keys(
+            "samples_per_s", "online_lag_p99_s", "online_lag_growth_s",
+            "online_freshness_total_p50_s", "online_freshness_total_p99_s",
+            "online_versions", "online_delta_rows_p50", "online_delta_mb_p50",
+            "online_publish_s_p50", "serving_p99_ms", "serving_p99_ms_applying",
+            "online_bad_rows", "peak_rss_mb"),
+            "Does the loop keep up, and how fresh is what it serves? Sustained rows trained "
+            "per second; consumer lag (event -> batch taken) p99 and its growth over the "
+            "run (about 0: bounded); freshness (event -> first prediction served by a "
+            "version trained on the row) p50 and p99; versions published, the median "
+            "delta, the time to publish one; serving p99 of a one-row prediction, apart "
+            "while a version is being applied."),
+        _table(cells, config + _keys(*(f"online_freshness_{part}_{q}_s"
+                                       for part in parts for q in ("p50", "p99"))),
+               "Where does the freshness go? Its parts: consumer lag, training (predict and "
+               "train one batch), waiting for and exporting a version, the serving process "
+               "applying it; p50 and p99 of each over sampled rows."),
+        _table(cells.assign(online_gain=cells["auc"] - cells["online_frozen_auc"],
+                            bayes_gap=cells["bayes_auc"] - cells["auc"]),
+               config + _keys("auc", "online_frozen_auc") + [
+                   ("online_gain", "online − frozen", "{:+.4f}"), *_keys("bayes_auc"),
+                   ("bayes_gap", "gap to Bayes", "{:.4f}"), *_keys("logloss")],
+               "What does online learning buy on a drifting stream? Progressive AUC on the "
+               "last tenth of the stream (each row predicted before training on it) of the "
+               "online model and of the model frozen after the first fifth, and the "
+               "Bayes-optimal AUC of the same rows."),
+        ("figure", "online-quality", online_quality_figure(
+            cells, colours=colours, title="Progressive AUC along the drifting stream"),
+         "Does the online model follow the drift? Progressive AUC per tenth of the stream: "
+         "the online model (solid), the model frozen after the first fifth (dashed) and "
+         "the Bayes optimum of the same rows (dotted)."),
+        ("figure", "online-lag", curve_figure(
+            cells, "online_lag_curve", colours=colours, xlabel="tenth of the run",
+            title="Consumer lag along the run", ylabel=_KEYS["online_lag_p50_s"].header),
+         "Does the trainer keep up? The median consumer lag (event -> batch taken) in each "
+         "tenth of the run: flat when it keeps up; the first tenth includes compiling."),
+    ]
+
+
 def _roofline(r: _Report) -> list[tuple]:
     rows = r.ok.dropna(subset=["roofline_fraction"])
     if rows.empty:
@@ -893,7 +966,8 @@ def build_blocks(run_paths: list[Path], published: list[dict] | None = None) -> 
     frame, runs = load_runs(run_paths)
     r = _Report(frame, runs, load_published() if published is None else published)
     return _numbered(_summary(r) + _quality(r) + _throughput(r) + _parallel_modes(r)
-                     + _hash_tables(r) + _embedding_cache(r) + _roofline(r) + _problems(r)
+                     + _hash_tables(r) + _embedding_cache(r) + _online(r) + _roofline(r)
+                     + _problems(r)
                      + _environment(r) + _comparison(r))
 
 

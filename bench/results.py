@@ -165,6 +165,10 @@ SPEC = _keys(
           label="policy"),
     _spec("cache_lookahead", int, "cache: batches staged ahead by the prefetch thread",
           required=False, nullable=True, label="lookahead"),
+    _spec("online_rate", (int, float), "online: rows/s the producer sent (null: as fast "
+          "as it could)", required=False, nullable=True, label="rate", unit="rows/s"),
+    _spec("online_publish_every_s", (int, float), "online: seconds between versions",
+          required=False, nullable=True, label="publish every", unit="s"),
     _spec("measurement_id", str, "the id shared by the repeats of one measurement (the "
           "gate pools them)"),
     _spec("cell", dict, "the suite cell's definition (axes and config overrides)",
@@ -186,6 +190,62 @@ def _tier_metrics(tier: str) -> tuple[Key, ...]:
                 unit="MiB", section="cache", label=f"{tier} read"),
         _metric(f"cache_{tier}_mb_written", f"cache: bytes written to the {tier} tier",
                 unit="MiB", section="cache", label=f"{tier} written"),
+    )
+
+
+def _online_metrics() -> tuple[Key, ...]:
+    """The record metrics of an online cell (bench/job/online_metrics.py)."""
+    parts = {"lag": "consumer lag (event -> batch taken)",
+             "train": "training (batch taken -> trained)",
+             "publish": "waiting for and exporting a version (trained -> published)",
+             "apply": "the serving process applying it (published -> answering)",
+             "total": "freshness (event -> served by a version trained on it)"}
+    freshness = tuple(
+        _metric(f"online_freshness_{part}_{q}_s", f"online: {q} of {doc}, over sampled rows",
+                unit="s", section="online", label=f"{part} {q}")
+        for part, doc in parts.items() for q in ("p50", "p99"))
+    return freshness + (
+        _metric("online_rows_followed", "online: rows whose freshness was followed",
+                unit="rows", section=None, types=int),
+        _metric("online_lag_p50_s", "online: median consumer lag", unit="s",
+                section="online", label="lag p50"),
+        _metric("online_lag_p99_s", "online: 99th percentile of the consumer lag", unit="s",
+                section="online", label="lag p99"),
+        _metric("online_lag_curve", "online: median consumer lag in each tenth of the run",
+                unit="s", section="online", types=list),
+        _metric("online_lag_growth_s", "online: median lag of the last tenth of the run "
+                "less the second's (about 0 when the trainer keeps up)", unit="s",
+                section="online", label="lag growth"),
+        _metric("online_auc_curve", "online: progressive AUC (each row predicted before "
+                "training on it) per tenth of the stream", unit="", section="online",
+                types=list),
+        _metric("online_frozen_auc_curve", "online: the same for the model frozen after "
+                "the first fifth (null before)", unit="", section="online", types=list),
+        _metric("online_bayes_auc_curve", "online: Bayes-optimal AUC per tenth of the "
+                "stream", unit="", section="online", types=list),
+        _metric("online_frozen_auc", "online: the frozen model's AUC on the last tenth "
+                "(auc is the online model's)", unit="", section="online",
+                label="frozen AUC"),
+        _metric("online_versions", "online: model versions published", unit="versions",
+                section="online", label="versions", types=int),
+        _metric("online_publish_s_p50", "online: median time to export and write a "
+                "version", unit="s", section="online", label="publish p50"),
+        _metric("online_delta_rows_p50", "online: median rows changed per delta",
+                unit="rows", section="online", label="delta rows"),
+        _metric("online_delta_mb_p50", "online: median size of a delta file", unit="MiB",
+                section="online", label="delta size"),
+        _metric("online_rows_trained", "online: rows trained (all processes)", unit="rows",
+                section=None, types=int),
+        _metric("online_bad_rows", "online: malformed events skipped", unit="rows",
+                section="online", label="bad events", types=int),
+        _metric("serving_requests", "online: one-row predictions timed against the "
+                "serving process", unit="requests", section=None, types=int),
+        _metric("serving_p99_ms", "online: p99 latency of a one-row prediction while no "
+                "version was being applied", unit="ms", section="online",
+                label="serving p99"),
+        _metric("serving_p99_ms_applying", "online: the same while a published version "
+                "was being applied", unit="ms", section="online",
+                label="serving p99 (applying)"),
     )
 
 
@@ -300,6 +360,7 @@ METRICS = _keys(
     _metric("cache_mrc", "cache: LRU miss ratio of the trace at device sizes, as "
             "[fraction of the touched rows, miss ratio] pairs", unit="", section=_C,
             types=list),
+    *_online_metrics(),
 )
 
 

@@ -81,7 +81,8 @@ def run_sweep(suite: Suite, results_dir: Path = Path("results"), run_id: str | N
         if reason:
             record = unmeasured_record(spec, run_id, suite.name, reason)
         else:
-            data = cached_dataset(Path(results_dir) / "cache", spec.data, progress=progress)
+            data = None if spec.base_run.online.enabled else cached_dataset(
+                Path(results_dir) / "cache", spec.data, progress=progress)
             record = run_cell_process(spec, data, run_id, suite, limits_path,
                                       runs / run_id / f"{spec.cell_id}.log")
         append_record(store, record)
@@ -90,7 +91,7 @@ def run_sweep(suite: Suite, results_dir: Path = Path("results"), run_id: str | N
     return store
 
 
-def run_cell_process(spec: CellSpec, data: Path, run_id: str, suite: Suite,
+def run_cell_process(spec: CellSpec, data: Path | None, run_id: str, suite: Suite,
                      limits_path: Path, log_path: Path) -> dict:
     """Run one cell via ``python -m bench.job.cell``; a crash or time-out gives ``failed``.
     The cell, and with it its msrun job, dies with this process (thread)."""
@@ -98,7 +99,8 @@ def run_cell_process(spec: CellSpec, data: Path, run_id: str, suite: Suite,
     out = log_path.with_suffix(".json")
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "bench.job.cell", "--spec", json.dumps(spec.to_dict()),
-               "--data", str(data), "--run-id", run_id, "--suite", suite.name,
+               *(["--data", str(data)] if data is not None else []),
+               "--run-id", run_id, "--suite", suite.name,
                "--limits", str(limits_path), "--out", str(out),
                "--job-dir", str(log_path.with_suffix(".job")),
                "--timeout", str(_JOB_TIMEOUT_SHARE * suite.timeout_s)]

@@ -20,12 +20,15 @@ from bench.suite import CellSpec, cell_from_dict
 from mindrec.data.dataset import open_dataset
 
 
-def run_cell(spec: CellSpec, data_dir: Path, run_id: str, suite: str | None,
+def run_cell(spec: CellSpec, data_dir: Path | None, run_id: str, suite: str | None,
              limits: dict | None, job_dir: Path | None = None,
              timeout_s: float = 3600.0) -> dict:
     """Train and measure ``spec`` here; a cell that cannot run here becomes ``skipped``,
     a parallel job that fails (a worker died, time ran out) becomes ``failed`` with the
-    failing worker's log tail. Parallel jobs keep their logs in ``job_dir``."""
+    failing worker's log tail. Parallel jobs keep their logs in ``job_dir``; an online
+    cell (no dataset: it streams) its services' logs."""
+    if spec.base_run.online.enabled:
+        return _run_online_cell(spec, run_id, suite, job_dir)
     run = spec.run_config(int(open_dataset(data_dir)["rows"]["train"]))
     try:
         record = train_and_measure(run, data_dir, hardware=spec.hardware, run_id=run_id,
@@ -37,6 +40,25 @@ def run_cell(spec: CellSpec, data_dir: Path, run_id: str, suite: str | None,
     except DistributedJobError as exc:
         return unmeasured_record(spec, run_id, suite, f"parallel job failed: {exc}",
                                  status="failed")
+    record["spec"]["cell"] = spec.to_dict()
+    return record
+
+
+def _run_online_cell(spec: CellSpec, run_id: str, suite: str | None,
+                     job_dir: Path | None) -> dict:
+    """An online cell: the drifting stream of its ``data`` axes and ``online`` section."""
+    from bench.job.online import online_and_measure
+    from mindrec.data.drifting import DriftingSpec
+    run = spec.base_run
+    drifting = DriftingSpec(rows=spec.data.rows, vocab=spec.data.vocab,
+                            seed=spec.data.seed, zipf_exponent=spec.data.zipf_exponent,
+                            drift=run.online.drift,
+                            new_value_fraction=run.online.new_value_fraction)
+    if job_dir is not None:
+        job_dir.mkdir(parents=True, exist_ok=True)
+    record = online_and_measure(run, drifting, run_id=run_id, cell_id=spec.cell_id,
+                                measurement_id=spec.measurement_id, preset=spec.preset,
+                                suite=suite, work_dir=job_dir)
     record["spec"]["cell"] = spec.to_dict()
     return record
 
@@ -63,7 +85,7 @@ def summary_spec(spec: CellSpec) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.job.cell")
     parser.add_argument("--spec", required=True, help="the CellSpec as JSON")
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path, help="the cell's dataset (none: an online cell)")
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--suite")
     parser.add_argument("--limits", type=Path,

@@ -121,6 +121,9 @@ def spec_block(run: RunConfig, *, dataset: str, rows: int, data_vocab: int | Non
         spec.update(cache_device_rows=sized.device_rows,
                     cache_device_fraction=cache.device_fraction, cache_tiers=cache.tiers,
                     cache_policy=cache.policy.value, cache_lookahead=cache.lookahead)
+    if run.online.enabled:
+        spec.update(online_rate=run.online.rate,
+                    online_publish_every_s=run.online.publish_every_s)
     return spec
 
 

@@ -647,3 +647,38 @@ def test_the_general_figures_leave_cache_cells_to_their_section(tmp_path, publis
             "10%, host+ssd, lru, host 1,000 rows", "100%, host+ssd, lru, host 1,000 rows",
             "30%, host+remote+ssd, lfu, host 10 × device",
             "30%, host+ssd, lru, host 1,000 rows", "30%, host, lru, host unbounded", "—"]
+
+
+def online_cell(make, rate=5000.0, every=2.0, auc=0.77, frozen=0.74, run_id="r1"):
+    """An ok record of an online cell (bench/job/online.py)."""
+    curve = [0.6, 0.7, 0.72, 0.74, 0.75, 0.75, 0.76, 0.76, 0.77, auc]
+    return make(
+        run_id=run_id, cell_id=f"wide_deep-online-{rate:g}-{every:g}",
+        spec={"model": "wide_deep", "embedding": "hash", "online_rate": rate,
+              "online_publish_every_s": every,
+              "run_config": {"online": {"stream": True, "rate": rate}}},
+        metrics={"samples_per_s": rate, "auc": auc, "bayes_auc": 0.80,
+                 "online_frozen_auc": frozen, "online_auc_curve": curve,
+                 "online_frozen_auc_curve": [None, None] + [frozen] * 8,
+                 "online_bayes_auc_curve": [0.8] * 10, "online_lag_curve": [2.0] + [0.3] * 9,
+                 "online_freshness_total_p99_s": 4.5, "online_lag_growth_s": 0.01})
+
+
+def test_online_cells_have_their_own_section_and_no_other(tmp_path, published,
+                                                          record_factory):
+    run = store(tmp_path / "runs" / "online.jsonl", [
+        cell(record_factory, model="dcn", table_size=200_000),
+        online_cell(record_factory), online_cell(record_factory, every=5.0, auc=0.76)])
+    blocks = build_blocks([run], published)
+    drawn = figures(blocks)
+    assert {"online-quality", "online-lag"} <= set(drawn)
+    labels = set(legend_colours(drawn["online-quality"]))
+    assert "wide_deep / 5,000 rows/s / every 2 s / batch 1000: frozen" in labels
+    assert len(labels) == 6  # online, frozen and Bayes lines of two cells
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    online = section(md, "Online learning").split("What does online learning buy")[1]
+    assert sorted(row["online − frozen"] for row in md_rows(online, "model")) == [
+        "+0.0200", "+0.0300"]
+    for name in ("auc", "throughput", "memory"):  # only the dcn cell there
+        assert set(legend_colours(drawn[name])) - {"Bayes-optimal AUC"} == {
+            "dcn / standalone x1 / static"}
