@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mindrec.config import DEFAULT_PRESET, MODEL_CONFIGS, PRESETS, SECTIONS, OnlineConfig
 from mindrec.data.drifting import DriftingSpec
+from mindrec.stream.producer import DEFAULT_LINGER_MS
 
 _ONLINE = OnlineConfig()
 # `online` flags of the online section (the rest come from --set online.FIELD=VALUE).
@@ -45,6 +46,9 @@ def add_verbs(verbs) -> None:
     produce.add_argument("--rate", type=float, help="rows per second (default: as fast as "
                                                     "the broker takes them)")
     produce.add_argument("--max-rows", type=int, help="stop after this many rows")
+    produce.add_argument("--linger-ms", type=int, default=DEFAULT_LINGER_MS,
+                         help=f"how long rows are gathered into one batch (default "
+                              f"{DEFAULT_LINGER_MS}; see mindrec/stream/producer.py)")
     produce.add_argument("--first-row", type=int, default=0,
                          help="the row number (message key) of the first row")
     produce.set_defaults(func=_produce)
@@ -125,7 +129,8 @@ def _produce(args) -> int:
                             drift=args.drift, new_value_fraction=args.new_value_fraction)
         chunks = DriftingStream(spec).chunks(start=args.first_row)
     result = produce(args.bootstrap_servers, args.topic, chunks,
-                     rate=args.rate, first_row=args.first_row, max_rows=args.max_rows)
+                     rate=args.rate, first_row=args.first_row, max_rows=args.max_rows,
+                     linger_ms=args.linger_ms)
     print(f"produced {result.rows:,} rows (from row {result.first_row}) to {args.topic} in "
           f"{result.wall_s:.1f} s ({result.rows_per_s:,.0f} rows/s)")
     return 0

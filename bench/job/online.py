@@ -71,8 +71,7 @@ def online_and_measure(run: RunConfig, drifting: DriftingSpec, *, run_id: str | 
         producer = stack.enter_context(_producer(bootstrap, online, drifting, rows, work))
         with PeakMemorySampler() as memory, OtherLoad() as load:
             summary = run_online(run, bootstrap, out, progress)
-        if producer.wait(_PRODUCER_GRACE_S) != 0:
-            raise ServiceError(f"the producer failed: {tail(work / 'producer.log')}")
+        _check_finished(summary, rows, online, producer, work)
         probe.stop()
         arrays = _progressive(out)
     metrics = {**online_metrics.throughput(arrays),
@@ -94,6 +93,23 @@ def online_and_measure(run: RunConfig, drifting: DriftingSpec, *, run_id: str | 
                       measurement_id=measurement_id or cell_id)
     return new_record(run_id=run_id or new_run_id(), cell_id=cell_id,
                       suite=suite, spec=spec, metrics=metrics, started_at=started_at)
+
+
+def _check_finished(summary: dict, rows: int, online, producer: subprocess.Popen,
+                    work: Path) -> None:
+    """Raise, naming the logs, unless every row was trained and the producer is done."""
+    trained = summary["counters"]["rows_trained"]
+    if trained < rows:
+        raise RuntimeError(f"the online trainer stopped after {trained:,} of {rows:,} rows: "
+                           f"no full batch came for {online.idle_stop_s:g} s (logs of the "
+                           f"producer and the broker in {work})")
+    try:
+        code = producer.wait(_PRODUCER_GRACE_S)
+    except subprocess.TimeoutExpired:
+        code = None
+    if code != 0:
+        what = "did not finish" if code is None else f"exited with code {code}"
+        raise ServiceError(f"the producer {what} (its log: {work / 'producer.log'})")
 
 
 def _progressive(out: Path) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from mindrec.metrics import log_loss, roc_auc
 FRESHNESS_SAMPLE = 100  # every this many rows is followed through
 QUALITY_WINDOWS = 10
 WARMUP_SHARE = 0.1  # rows left out of the sustained rate (compile, first steps)
+MIN_FROZEN_ROWS = 1000
 
 
 def freshness(rows: dict[str, np.ndarray], versions: list[dict],
@@ -89,8 +90,10 @@ def throughput(rows: dict[str, np.ndarray]) -> dict:
 def quality(rows: dict[str, np.ndarray], bayes_p: np.ndarray) -> dict:
     """Progressive AUC of the online and the frozen model and the Bayes-optimal AUC, per
     window of the stream (row order); ``bayes_p`` is the true click probability of each
-    row of ``rows`` (same order). The last window's are the record's ``auc``,
-    ``logloss``, ``bayes_auc`` and ``online_frozen_auc``."""
+    row of ``rows`` (same order). The frozen model's AUC is over the rows it predicted
+    (NaN elsewhere), when a window has at least MIN_FROZEN_ROWS of them. The last
+    window's are the record's ``auc``, ``logloss``, ``bayes_auc`` and
+    ``online_frozen_auc``."""
     order = np.argsort(rows["rows"], kind="stable")
     labels = rows["labels"][order]
     online, frozen, p = rows["online"][order], rows["frozen"][order], bayes_p[order]
@@ -101,8 +104,10 @@ def quality(rows: dict[str, np.ndarray], bayes_p: np.ndarray) -> dict:
         both = y.min() != y.max()
         curves["online"].append(roc_auc(y, online[part]) if both else None)
         curves["bayes"].append(roc_auc(y, p[part]) if both else None)
-        f = frozen[part]
-        curves["frozen"].append(roc_auc(y, f) if both and not np.isnan(f).any() else None)
+        scored = ~np.isnan(frozen[part])  # the frozen model predicts some batches only
+        y_scored = y[scored]
+        enough = scored.sum() >= MIN_FROZEN_ROWS and y_scored.min() != y_scored.max()
+        curves["frozen"].append(roc_auc(y_scored, frozen[part][scored]) if enough else None)
     return {"online_auc_curve": curves["online"], "online_frozen_auc_curve": curves["frozen"],
             "online_bayes_auc_curve": curves["bayes"],
             "auc": curves["online"][-1], "logloss": log_loss(labels[last], online[last]),

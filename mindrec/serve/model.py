@@ -125,7 +125,7 @@ class ServedModel:
     Args:
         directory: the version directory (it may hold no version yet).
 
-    Example::
+    Usage (it needs a trained model's versions; tests/serve/test_serving.py makes some)::
 
         >>> model = ServedModel(out / "versions")
         >>> model.update()  # loads the newest full version and the deltas after it

@@ -1,6 +1,7 @@
 """The online trainer (``mindrec-bench online``): consume a topic of raw rows, predict
-each batch before training on it (progressive validation), train, publish model versions
-and checkpoint with the stream's offsets inside.
+each batch before training on it (progressive validation: the training step's own
+forward pass, taken before its update), train, publish model versions and checkpoint
+with the stream's offsets inside.
 
 Exactly once. A checkpoint holds the model, the optimizer state and the stream
 positions after the last batch trained, with counters of the rows trained (count, sum
@@ -11,10 +12,11 @@ Versions published after the last checkpoint may hold rows that a restart trains
 the restarted trainer publishes a full version that replaces them.
 
 Out directory: ``checkpoint.safetensors``; ``frozen.safetensors`` (the model frozen
-after ``freeze_after_rows``, predicting beside the online one); ``versions/`` (see
-:mod:`mindrec.stream.versions`); ``progressive-<first step>.npz`` (per row trained by
-this process: row number, event time, label, online and frozen predictions, the times
-its batch was taken from the stream and trained) and ``online.json`` (the summary), both rewritten at each checkpoint.
+after ``freeze_after_rows``, predicting every FROZEN_EVERY-th batch beside the online
+one); ``versions/`` (see :mod:`mindrec.stream.versions`); ``progressive-<first
+step>.npz`` (per row trained by this process: row number, event time, label, online and
+frozen predictions (NaN where none), the times its batch was taken from the stream and
+trained) and ``online.json`` (the summary), both rewritten at each checkpoint.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ FROZEN = "frozen.safetensors"
 SUMMARY = "online.json"
 VERSIONS = "versions"
 _PROGRESS_EVERY_S = 10.0
+FROZEN_EVERY = 4  # the frozen model predicts every this many batches (it costs a forward)
 
 
 @dataclass
@@ -96,16 +99,20 @@ class _Progressive:
         return {name: np.concatenate([p[name] for p in self.parts]) for name in self.parts[0]}
 
     def recent_auc(self, batches: int) -> tuple[float | None, float | None]:
-        """AUC of the online and frozen predictions over the last ``batches`` batches."""
+        """AUC of the online and frozen predictions over the last ``batches`` batches (the
+        frozen model's over the rows it predicted)."""
         recent = self.parts[-batches:]
-        arrays = {name: np.concatenate([p[name] for p in recent]) if recent else np.empty(0)
-                  for name in ("labels", "online", "frozen")}
-        labels = arrays["labels"]
-        if len(labels) == 0 or labels.min() == labels.max():
+        if not recent:
             return None, None
-        frozen = arrays["frozen"]
-        return (roc_auc(labels, arrays["online"]),
-                None if np.isnan(frozen).any() else roc_auc(labels, frozen))
+        labels, online, frozen = (np.concatenate([p[name] for p in recent])
+                                  for name in ("labels", "online", "frozen"))
+        scored = ~np.isnan(frozen)
+        return _auc(labels, online), _auc(labels[scored], frozen[scored])
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None without both classes."""
+    return roc_auc(labels, scores) if len(labels) and labels.min() != labels.max() else None
 
 
 def check_run(run: RunConfig) -> None:
@@ -132,9 +139,8 @@ def run_online(run: RunConfig, bootstrap_servers: str, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     configure_runtime(run.train.seed)
     network = build_model(run, run.embedding.capacity)
-    step_fn = TrainStep(network)
+    step_fn = TrainStep(network, with_predictions=True)
     step_fn.set_train(True)
-    predict = Predict(network)  # the models have no dropout: no train/eval switch
     counters = StreamCounters()
     ckpt = out_dir / CHECKPOINT
     if ckpt.exists():
@@ -146,7 +152,7 @@ def run_online(run: RunConfig, bootstrap_servers: str, out_dir: Path,
     consumer = StreamConsumer(bootstrap_servers, config.topic, counters.positions,
                               wait_s=config.broker_wait_s, progress=progress)
     writer = VersionWriter(out_dir / VERSIONS, run, full_every=config.full_every)
-    loop = _Loop(run, config, out_dir, network, step_fn, predict, frozen, consumer, writer,
+    loop = _Loop(run, config, out_dir, network, step_fn, frozen, consumer, writer,
                  counters, progress)
     try:
         loop.run()
@@ -158,10 +164,10 @@ def run_online(run: RunConfig, bootstrap_servers: str, out_dir: Path,
 class _Loop:
     """The consume -> predict -> train -> publish -> checkpoint loop of one process."""
 
-    def __init__(self, run, config, out_dir, network, step_fn, predict, frozen, consumer,
-                 writer, counters, progress):
+    def __init__(self, run, config, out_dir, network, step_fn, frozen, consumer, writer,
+                 counters, progress):
         self.run_config, self.config, self.out_dir = run, config, out_dir
-        self.network, self.step_fn, self.predict = network, step_fn, predict
+        self.network, self.step_fn = network, step_fn
         self.frozen, self.consumer, self.writer = frozen, consumer, writer
         self.counters, self.progress = counters, progress
         self.first_step = counters.steps
@@ -199,21 +205,21 @@ class _Loop:
             self._checkpoint()
 
     def _step(self, batch: Batch) -> None:
-        """Predict the batch (online and frozen model), then train on it."""
+        """Train on the batch; the step's forward pass, before the update, is the online
+        model's prediction of it; the frozen model predicts every FROZEN_EVERY-th batch."""
         taken_ms = int(time.time() * 1000)
         started = time.perf_counter()
-        index = self.network.hash_index
-        online = self.predict(Tensor(index.lookup(batch.keys)), Tensor(batch.vals)).asnumpy()
         frozen = None
-        if self.frozen is not None:
+        if self.frozen is not None and self.counters.steps % FROZEN_EVERY == 0:
             frozen_net, frozen_predict = self.frozen
             frozen = frozen_predict(Tensor(frozen_net.hash_index.lookup(batch.keys)),
                                     Tensor(batch.vals)).asnumpy()[:, 0]
         trained = time.perf_counter()
         self.timings["predict_s"] += trained - started
+        index = self.network.hash_index
         slots = index.train_lookup(batch.keys)[0]
-        loss = float(self.step_fn(Tensor(slots), Tensor(batch.vals),
-                                  Tensor(batch.labels)).asnumpy())
+        loss, online = self.step_fn(Tensor(slots), Tensor(batch.vals), Tensor(batch.labels))
+        loss, online = float(loss.asnumpy()), online.asnumpy()
         index.advance()
         if not np.isfinite(loss):
             raise FloatingPointError(f"loss became {loss} at step {self.counters.steps + 1}")

@@ -19,6 +19,12 @@ from confluent_kafka import KafkaException, Producer
 from mindrec.stream.kafka import StreamError, client_settings, partitions, row_key
 
 _PROGRESS_EVERY_S = 10.0
+DEFAULT_LINGER_MS = 100
+"""Rows gathered into one batch for this long. The local broker (tansu, memory storage)
+spends CPU per stored batch, more as they pile up: measured at 5,000 rows/s, with 5 ms
+batches its CPU climbed from 28% to 97% of a core over 500k rows and it then stalled;
+with 100 ms batches it stayed at 9-13% over 900k rows and the lag at 0.5 s. The cost to
+freshness is at most this long."""
 _FLUSH_TIMEOUT_S = 60.0
 
 
@@ -38,13 +44,15 @@ class ProduceResult:
 
 def produce(bootstrap_servers: str, topic: str, chunks: Iterable[list[bytes]],
             rate: float | None = None, first_row: int = 0, max_rows: int | None = None,
-            wait_s: float = 30.0, progress: TextIO | None = sys.stderr) -> ProduceResult:
+            linger_ms: int = DEFAULT_LINGER_MS, wait_s: float = 30.0,
+            progress: TextIO | None = sys.stderr) -> ProduceResult:
     """Send the lines of ``chunks`` (raw Criteo rows, no line ends) to ``topic``.
 
     Args:
         rate: rows per second (None: as fast as the broker takes them).
         first_row: the row number of the first line (the message key).
         max_rows: stop after this many rows.
+        linger_ms: how long the client gathers rows into one batch (see DEFAULT_LINGER_MS).
         wait_s: how long to wait for the broker to answer at the start.
 
     Raises:
@@ -59,7 +67,7 @@ def produce(bootstrap_servers: str, topic: str, chunks: Iterable[list[bytes]],
         if err is not None and len(failures) < 5:
             failures.append(f"row {msg.key()!r}: {err}")
 
-    producer = Producer({**client_settings(bootstrap_servers), "linger.ms": 5,
+    producer = Producer({**client_settings(bootstrap_servers), "linger.ms": linger_ms,
                          "enable.idempotence": True})
     start = last_report = time.perf_counter()
     row = first_row

@@ -145,7 +145,7 @@ class VersionWriter:
 
     The writer must be the only one to export the changes of the network's index.
 
-    Example::
+    Usage (it needs a network; tests/stream/test_versions.py builds one)::
 
         >>> writer = VersionWriter(out / "versions", run)
         >>> writer.publish(network, {"step": 100}).kind  # the first of a writer

@@ -16,16 +16,21 @@ from mindrec.train.distributed import GradientMean
 
 
 class LossCell(nn.Cell):
-    """Mean sigmoid cross-entropy of the logits plus the model's penalty term."""
+    """Mean sigmoid cross-entropy of the logits plus the model's penalty term (and, with
+    ``with_predictions``, the click probabilities of the forward pass beside it)."""
 
-    def __init__(self, network: nn.Cell):
+    def __init__(self, network: nn.Cell, with_predictions: bool = False):
         super().__init__(auto_prefix=False)
         self.network = network
         self.bce = nn.BCEWithLogitsLoss(reduction="mean")
+        self.with_predictions = with_predictions
 
     def construct(self, ids, vals, labels):
         logits, penalty = self.network(ids, vals)
-        return self.bce(logits, labels) + penalty
+        loss = self.bce(logits, labels) + penalty
+        if self.with_predictions:
+            return loss, ops.sigmoid(logits)
+        return loss
 
 
 class TrainStep(nn.Cell):
@@ -36,13 +41,19 @@ class TrainStep(nn.Cell):
     the gradients of every worker. Under MindSpore's semi-auto parallel (hybrid mode on
     GPU and Ascend) MindSpore inserts those collectives itself.
 
+    With ``with_predictions`` the step also returns the click probabilities its forward
+    pass computed, before the update: what online learning's progressive validation
+    needs, without a forward pass of its own.
+
     Shapes:
-        ids (B, F) int32, vals (B, F) float32, labels (B, 1) float32 -> loss () float32.
+        ids (B, F) int32, vals (B, F) float32, labels (B, 1) float32 -> loss () float32
+        (and probabilities (B, 1) float32 with ``with_predictions``).
     """
 
-    def __init__(self, network: nn.Cell, workers: int = 1):
+    def __init__(self, network: nn.Cell, workers: int = 1, with_predictions: bool = False):
         super().__init__(auto_prefix=False)
-        self.loss_cell = LossCell(network)
+        self.with_predictions = with_predictions
+        self.loss_cell = LossCell(network, with_predictions)
         optimizers = network.optimizers()
         bind_table_states(network, optimizers)
         self.optimizers = nn.CellList(optimizers, auto_prefix=False)
@@ -51,7 +62,8 @@ class TrainStep(nn.Cell):
         for opt in optimizers:
             bounds.append(bounds[-1] + len(opt.parameters))
         self.bounds = tuple(bounds)
-        self.grad_fn = ops.value_and_grad(self.loss_cell, None, ParameterTuple(params))
+        self.grad_fn = ops.value_and_grad(self.loss_cell, None, ParameterTuple(params),
+                                          has_aux=with_predictions)
         self.distributed = (workers > 1 and ms.get_auto_parallel_context("parallel_mode")
                             != ms.ParallelMode.SEMI_AUTO_PARALLEL)
         if self.distributed:
@@ -60,12 +72,12 @@ class TrainStep(nn.Cell):
             self.grad_mean = GradientMean(params, workers, local=sharded)
 
     def construct(self, ids, vals, labels):
-        loss, grads = self.grad_fn(ids, vals, labels)
+        outputs, grads = self.grad_fn(ids, vals, labels)
         if self.distributed:
             grads = self.grad_mean(grads)
         for i, opt in enumerate(self.optimizers):
             opt(grads[self.bounds[i]:self.bounds[i + 1]])
-        return loss
+        return outputs
 
 
 class Predict(nn.Cell):

@@ -73,10 +73,12 @@ def test_throughput_and_a_bounded_lag():
 
 def test_quality_per_window_with_the_frozen_model_after_it_froze():
     rng = np.random.default_rng(0)
-    n = 20_000
+    n = 80_000
     p = rng.uniform(0.05, 0.6, n)
     labels = (rng.random(n) < p).astype(np.float32)
-    frozen = np.where(np.arange(n) < n // 5, np.nan, p[::-1]).astype(np.float32)
+    # frozen after the first fifth, predicting every fourth row from then on
+    scored = (np.arange(n) >= n // 5) & (np.arange(n) % 4 == 0)
+    frozen = np.where(scored, p[::-1], np.nan).astype(np.float32)
     rows = {"rows": np.arange(n)[::-1].copy(), "labels": labels[::-1].copy(),
             "online": p[::-1].astype(np.float32), "frozen": frozen[::-1].copy()}
     out = quality(rows, p[::-1].copy())
