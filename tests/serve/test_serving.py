@@ -248,21 +248,26 @@ def http(port, path, body=None):
         return exc.code, json.loads(exc.read())
 
 
+def start_server(versions, tmp_path, wait_for, name="server"):
+    """A serving process on ``versions``, and its port once it is ready."""
+    ready = tmp_path / f"{name}.port"
+    with open(tmp_path / f"{name}.log", "wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "mindrec.serve", str(versions),
+                                   "--port", "0", "--ready-file", str(ready),
+                                   "--poll-s", "0.1"], stdout=log, stderr=log)
+    assert wait_for(lambda: ready.exists() or server.poll() is not None, 120), "no ready file"
+    assert ready.exists(), (tmp_path / f"{name}.log").read_text()[-3000:]
+    return server, int(ready.read_text())
+
+
 @pytest.mark.integration
 def test_the_http_server_serves_versions_on_localhost(lines, unseen, tmp_path, wait_for):
     trainer = Trainer(tiny_run(), lines).train(2)
     versions = tmp_path / "versions"
     writer = VersionWriter(versions, trainer.run)
     writer.publish(trainer.network, {"newest_event_ms": 1000})
-    ready = tmp_path / "ready"
-    with open(tmp_path / "server.log", "wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "mindrec.serve", str(versions),
-                                   "--port", "0", "--ready-file", str(ready),
-                                   "--poll-s", "0.1"], stdout=log, stderr=log)
+    server, port = start_server(versions, tmp_path, wait_for)
     try:
-        assert wait_for(lambda: ready.exists() or server.poll() is not None, 120), "no ready file"
-        assert ready.exists(), (tmp_path / "server.log").read_text()[-3000:]
-        port = int(ready.read_text())
         listening = [c.laddr for c in psutil.Process(server.pid).net_connections("tcp")
                      if c.status == psutil.CONN_LISTEN]
         assert listening == [("127.0.0.1", port)]
@@ -294,3 +299,32 @@ def test_the_http_server_serves_versions_on_localhost(lines, unseen, tmp_path, w
     log = (tmp_path / "server.log").read_text()
     # uvicorn shuts down cleanly, then re-raises the signal it caught.
     assert server.returncode == -signal.SIGTERM and "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.integration
+def test_killed_while_applying_a_restart_serves_a_complete_version(lines, unseen, tmp_path,
+                                                                   wait_for):
+    """SIGKILL while versions stream in (each a delta being applied); the restarted
+    server answers with the newest version, predicting exactly as the trainer did."""
+    trainer = Trainer(tiny_run(), lines).train(1)
+    versions = tmp_path / "versions"
+    writer = VersionWriter(versions, trainer.run, full_every=50)
+    writer.publish(trainer.network, {})
+    server, port = start_server(versions, tmp_path, wait_for)
+    try:
+        for _ in range(6):  # deltas land while the server polls every 0.1 s
+            writer.publish(trainer.train(1).network, {})
+            time.sleep(0.05)
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    newest = writer.publish(trainer.train(1).network, {}).version
+    server, port = start_server(versions, tmp_path, wait_for, name="restarted")
+    try:
+        assert wait_for(lambda: http(port, "/version")[1].get("version") == newest, 60)
+        status, body = http(port, "/predict", b"".join(unseen))
+        assert status == 200 and body["version"] == newest
+        assert_same(np.array(body["p"], np.float32), trainer.predict(unseen))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from bench.job.launcher import free_port
+from bench.services import KafkaBroker, create_topic
 from mindrec.data.criteo import iter_raw_lines
 from mindrec.stream.online import CHECKPOINT, StreamCounters
 from mindrec.stream.producer import produce
@@ -64,6 +65,37 @@ def test_kill_9_and_restart_train_every_row_exactly_once(tiny_raw, broker, topic
     assert done.row_square_sum == sum(r * r for r in range(ROWS))
     assert done.positions == {0: ROWS // 2, 1: ROWS // 2}
     assert done.bad == 0
+
+
+def test_a_broker_that_stops_answering_mid_run_loses_nothing(tiny_raw, tmp_path, wait_for):
+    """The broker frozen (SIGSTOP) for seconds while rows stream in, then resumed: the
+    producer and the trainer wait it out, and every row is trained once."""
+    rows = 8000
+    with KafkaBroker(log_dir=tmp_path) as paused:
+        create_topic(paused.bootstrap_servers, "rows", 2)
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "bench.cli", "stream", "produce", "--bootstrap-servers",
+             paused.bootstrap_servers, "--topic", "rows", "--input",
+             str(tiny_raw / "train.txt"), "--max-rows", str(rows), "--rate", "1000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        out = tmp_path / "online"
+        trainer = subprocess.Popen(_online(paused.bootstrap_servers, "rows", out,
+                                           "--idle-stop-s", "30", "--max-rows", str(rows)),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            assert wait_for(lambda: _safe_steps(out) >= 3, 300), "no checkpoint"
+            os.kill(paused.pid, signal.SIGSTOP)
+            time.sleep(5)
+            os.kill(paused.pid, signal.SIGCONT)
+            assert producer.wait(timeout=300) == 0
+            assert trainer.wait(timeout=300) == 0
+        finally:
+            os.kill(paused.pid, signal.SIGCONT)
+            for process in (producer, trainer):
+                process.kill()
+                process.wait()
+    done = _counters(out)
+    assert (done.rows_trained, done.row_sum) == (rows, sum(range(rows)))
 
 
 def _safe_steps(out) -> int:
