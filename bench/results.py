@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from mindrec.files import write_durably
 
 SCHEMA = "mindrec-bench/result/2"
 SCHEMA_V1 = "mindrec-bench/result/1"
@@ -485,18 +486,11 @@ def new_run_id() -> str:
 
 
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    """Write ``text`` to ``path`` (its directory made if missing) durably: a reader
+    finds the old file or the whole new one (:func:`mindrec.files.write_durably`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_durably(path, text.encode())
 
 
 def write_record(path: str | Path, record: dict) -> None:

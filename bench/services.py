@@ -78,7 +78,81 @@ def valkey_binary() -> Path:
                        f"{[f.parent.name for f in shipped]})")
 
 
-class RedisServer:
+class _TiedServer:
+    """A server process on 127.0.0.1 and a free port, tied to this process, for the life
+    of a ``with``: the lifecycle :class:`RedisServer` and :class:`KafkaBroker` share.
+    Subclasses name the program (``name``: messages, log and temporary directory), how
+    it stops (``stop_signal``), how it starts (:meth:`_launch`) and when it is ready
+    (:meth:`_wait_ready`: False when its port was taken, then another is tried)."""
+
+    name = ""
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, log_dir: str | Path | None = None, start_timeout_s: float = 60.0):
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.start_timeout_s = start_timeout_s
+        self.port: int | None = None
+        self.log_path: Path | None = None
+        self._process: subprocess.Popen | None = None
+        self._workdir: Path | None = None
+        self._peak_rss_mb: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self):
+        """Start the server and wait until it is ready; another free port if the one
+        chosen was taken meanwhile."""
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        log_dir = self.log_dir or self._workdir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for _ in range(_PORT_TRIES):
+                self.port = free_port()
+                self.log_path = log_dir / f"{self.name}-{self.port}.log"
+                self._process = self._launch()
+                if self._wait_ready():
+                    return self
+                # the port was taken between free_port() and the bind: another one
+        except BaseException:
+            self.stop()
+            raise
+        error = ServiceError(f"{self.name} could not bind a free port on 127.0.0.1 in "
+                             f"{_PORT_TRIES} tries; the end of {self.log_path}:\n"
+                             f"{tail(self.log_path)}")
+        self.stop()
+        raise error
+
+    def stop(self) -> None:
+        """``stop_signal``, then SIGKILL after a grace period; wait until it is gone."""
+        if self._process is not None:
+            self._peak_rss_mb = _peak_rss_mb(self._process) or self._peak_rss_mb
+            _terminate(self._process, self.stop_signal)
+            self._process = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def peak_rss_mb(self) -> float | None:
+        """The server's peak resident memory (MiB, Linux ``VmHWM``): now while it runs,
+        as it was at stop afterwards; None if never started."""
+        return _peak_rss_mb(self._process) or self._peak_rss_mb
+
+    def _launch(self) -> subprocess.Popen:
+        raise NotImplementedError
+
+    def _wait_ready(self) -> bool:
+        raise NotImplementedError
+
+
+class RedisServer(_TiedServer):
     """A ``valkey-server`` on 127.0.0.1 and a free port, for the life of a ``with``.
 
     Args:
@@ -89,71 +163,23 @@ class RedisServer:
         start_timeout_s (float): how long it has to answer PING (a liveness bound).
     """
 
+    name = "valkey"
+
     def __init__(self, log_dir: str | Path | None = None, maxmemory: str | None = None,
                  cluster: bool = False, start_timeout_s: float = 60.0):
-        self.log_dir = None if log_dir is None else Path(log_dir)
+        super().__init__(log_dir, start_timeout_s)
         self.maxmemory = maxmemory
         self.cluster = cluster
-        self.start_timeout_s = start_timeout_s
-        self.port: int | None = None
         self.cluster_port: int | None = None  # the cluster bus's port
-        self.log_path: Path | None = None
-        self._process: subprocess.Popen | None = None
-        self._workdir: Path | None = None
-        self._peak_rss_mb: float | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> RedisServer:
-        """Start the server and wait until it answers PING."""
-        self._workdir = Path(tempfile.mkdtemp(prefix="valkey-"))
-        log_dir = self.log_dir or self._workdir
-        log_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for attempt in range(_PORT_TRIES):
-                self.port = free_port()
-                self.log_path = log_dir / f"valkey-{self.port}.log"
-                self._process = start_tied(self._command(), stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
-                if self._wait_ready():
-                    return self
-                # the port was taken between free_port() and the bind: another one
-        except BaseException:
-            self.stop()
-            raise
-        error = ServiceError(f"valkey-server could not bind a free port on 127.0.0.1 in "
-                             f"{_PORT_TRIES} tries; the end of {self.log_path}:\n"
-                             f"{tail(self.log_path)}")
-        self.stop()
-        raise error
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a grace period; wait until it is gone."""
-        if self._process is not None:
-            self._peak_rss_mb = _peak_rss_mb(self._process) or self._peak_rss_mb
-            _terminate(self._process)
-            self._process = None
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def peak_rss_mb(self) -> float | None:
-        """The server's peak resident memory (MiB, Linux ``VmHWM``): now while it runs,
-        as it was at stop afterwards; None if never started."""
-        return _peak_rss_mb(self._process) or self._peak_rss_mb
+    def _launch(self) -> subprocess.Popen:
+        return start_tied(self._command(), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                          start_new_session=True)
 
     def _command(self) -> list[str]:
         command = [str(valkey_binary()), "--bind", "127.0.0.1", "--port", str(self.port),
@@ -313,7 +339,7 @@ def tansu_binary() -> Path:
     return binary
 
 
-class KafkaBroker:
+class KafkaBroker(_TiedServer):
     """A ``tansu`` Kafka-protocol broker on 127.0.0.1 and a free port, memory storage
     only (topics and offsets die with it), for the life of a ``with``.
 
@@ -343,70 +369,17 @@ class KafkaBroker:
         start_timeout_s (float): how long it has to answer metadata (a liveness bound).
     """
 
-    def __init__(self, log_dir: str | Path | None = None, start_timeout_s: float = 60.0):
-        self.log_dir = None if log_dir is None else Path(log_dir)
-        self.start_timeout_s = start_timeout_s
-        self.port: int | None = None
-        self.log_path: Path | None = None
-        self._process: subprocess.Popen | None = None
-        self._workdir: Path | None = None
-        self._peak_rss_mb: float | None = None
+    name = "tansu"
+    stop_signal = signal.SIGINT  # on SIGTERM it waits 5 s for clients to hang up
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> KafkaBroker:
-        """Start the broker and wait until it answers a metadata request."""
-        self._workdir = Path(tempfile.mkdtemp(prefix="tansu-"))
-        log_dir = self.log_dir or self._workdir
-        log_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for _ in range(_PORT_TRIES):
-                self.port = free_port()
-                self.log_path = log_dir / f"tansu-{self.port}.log"
-                with self.log_path.open("w") as log:
-                    self._process = start_tied(self._command(), env=_tansu_env(),
-                                               stdin=subprocess.DEVNULL, stdout=log,
-                                               stderr=subprocess.STDOUT,
-                                               start_new_session=True)
-                if self._wait_ready():
-                    return self
-                # the port was taken between free_port() and the bind: another one
-        except BaseException:
-            self.stop()
-            raise
-        error = ServiceError(f"tansu could not bind a free port on 127.0.0.1 in "
-                             f"{_PORT_TRIES} tries; the end of {self.log_path}:\n"
-                             f"{tail(self.log_path)}")
-        self.stop()
-        raise error
-
-    def stop(self) -> None:
-        """SIGINT, then SIGKILL after a grace period; wait until it is gone. (On SIGTERM
-        tansu waits 5 s for its clients to hang up; memory storage has nothing to save.)"""
-        if self._process is not None:
-            self._peak_rss_mb = _peak_rss_mb(self._process) or self._peak_rss_mb
-            _terminate(self._process, signal.SIGINT)
-            self._process = None
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def peak_rss_mb(self) -> float | None:
-        """The broker's peak resident memory (MiB, Linux ``VmHWM``): now while it runs,
-        as it was at stop afterwards; None if never started."""
-        return _peak_rss_mb(self._process) or self._peak_rss_mb
+    def _launch(self) -> subprocess.Popen:
+        with self.log_path.open("w") as log:
+            return start_tied(self._command(), env=_tansu_env(), stdin=subprocess.DEVNULL,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _command(self) -> list[str]:
         url = f"tcp://{self.bootstrap_servers}"

@@ -136,16 +136,7 @@ def iter_chunks(path: str | Path, chunk_rows: int = 100_000, on_bad_row: OnBadRo
     path = Path(path)
     first_line = 1
     with _open_lines(path, digest) as (stored, lines_in):
-        while True:
-            try:
-                lines = list(islice(lines_in, chunk_rows))
-            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                raise CriteoFormatError(
-                    path, None, f"truncated or corrupt gzip stream: {exc}") from exc
-            if not lines:
-                break
-            if first_line == 1:
-                lines[0] = lines[0].removeprefix(_BOM)
+        for lines in _line_lists(path, lines_in, chunk_rows):
             yield _parse_chunk(path, lines, first_line, on_bad_row)
             first_line += len(lines)
         if digest is not None:
@@ -164,19 +155,26 @@ def iter_raw_lines(path: str | Path, chunk_rows: int = 10_000) -> Iterator[list[
     """
     path = Path(path)
     with _open_lines(path, None) as (_, lines_in):
-        first = True
-        while True:
-            try:
-                lines = list(islice(lines_in, chunk_rows))
-            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                raise CriteoFormatError(
-                    path, None, f"truncated or corrupt gzip stream: {exc}") from exc
-            if not lines:
-                return
-            if first:
-                lines[0] = lines[0].removeprefix(_BOM)
-                first = False
+        for lines in _line_lists(path, lines_in, chunk_rows):
             yield [line.rstrip(b"\r\n") for line in lines]
+
+
+def _line_lists(path: Path, lines_in, chunk_rows: int) -> Iterator[list[bytes]]:
+    """The lines of an open file in lists of at most ``chunk_rows``, the byte order mark
+    taken off the first; a broken gzip stream is a CriteoFormatError naming ``path``."""
+    first = True
+    while True:
+        try:
+            lines = list(islice(lines_in, chunk_rows))
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise CriteoFormatError(path, None, f"truncated or corrupt gzip stream: {exc}") \
+                from exc
+        if not lines:
+            return
+        if first:
+            lines[0] = lines[0].removeprefix(_BOM)
+            first = False
+        yield lines
 
 
 class _HashingReader(io.RawIOBase):

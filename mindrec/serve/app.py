@@ -16,7 +16,6 @@ A thread polls the directory for new versions every ``poll_s`` seconds.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 from pathlib import Path
@@ -29,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mindrec.data.criteo import CriteoFormatError
+from mindrec.files import write_durably
 from mindrec.serve.model import NotReady, ServedModel
 
 HOST = "127.0.0.1"
@@ -149,7 +149,4 @@ def listening_socket(port: int) -> socket.socket:
 def _announce(directory, port: int, ready_file: str | Path | None) -> None:
     print(f"serving the versions of {directory} on http://{HOST}:{port}", flush=True)
     if ready_file is not None:
-        ready_file = Path(ready_file)
-        tmp = ready_file.with_name(f".{ready_file.name}.tmp-{os.getpid()}")
-        tmp.write_text(f"{port}\n")
-        os.replace(tmp, ready_file)
+        write_durably(ready_file, f"{port}\n".encode())

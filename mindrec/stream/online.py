@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import numpy as np
 from mindspore import Tensor
 
 from mindrec.config import ConfigError, EmbeddingKind, RunConfig
+from mindrec.files import write_durably
 from mindrec.metrics import roc_auc
 from mindrec.models.registry import build_model
 from mindrec.npz import save_npz
@@ -269,7 +269,8 @@ class _Loop:
         arrays = self.progressive.arrays()
         if arrays:
             save_npz(self.out_dir / f"progressive-{self.first_step}.npz", arrays)
-        _write_json(self.out_dir / SUMMARY, self.summary())
+        write_durably(self.out_dir / SUMMARY,
+                      json.dumps(self.summary(), indent=1, default=str).encode())
         self.timings["checkpoint_s"] += time.perf_counter() - started
 
     def _freeze(self) -> None:
@@ -318,13 +319,6 @@ def _load_frozen(run: RunConfig, out_dir: Path):
     predict = Predict(network)
     predict.set_train(False)
     return network, predict
-
-
-def _write_json(path: Path, value: dict) -> None:
-    """Write ``value`` to ``path`` atomically."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def _say(progress: TextIO | None, line: str) -> None:

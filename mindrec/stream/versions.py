@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import zipfile
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from mindspore import Parameter, nn
 from mindrec.config import RunConfig
 from mindrec.embedding.hash import HashEmbedding, TableDelta, export_delta
 from mindrec.embedding.hash_index import HashIndex
+from mindrec.files import write_durably
 
 SCHEMA = "mindrec-versions/1"
 MANIFEST = "manifest.json"
@@ -203,7 +203,7 @@ class VersionWriter:
         np.savez(buffer, **arrays)
         data = buffer.getvalue()
         path = self.directory / f"v{version:08d}.{kind}.npz"
-        _write_durably(path, data)
+        write_durably(path, data)
         entry = VersionEntry(version=version, kind=kind, base=base, file=path.name,
                              sha256=hashlib.sha256(data).hexdigest(), bytes=len(data),
                              rows=len(delta.keys), removed=len(delta.removed_keys),
@@ -215,7 +215,7 @@ class VersionWriter:
             kept = kept[len(dropped):]
         listed = Manifest(run=self.run.to_dict(), capacity=index.capacity,
                           versions=(*kept, entry))
-        _write_durably(self.directory / MANIFEST, _manifest_json(listed).encode())
+        write_durably(self.directory / MANIFEST, _manifest_json(listed).encode())
         self._manifest, self._need_full = listed, False
         for old in dropped:  # names checked against _FILE_NAME when the manifest was read
             (self.directory / old.file).unlink(missing_ok=True)
@@ -362,22 +362,3 @@ def _parse(data: bytes, path: Path, entry: VersionEntry, where: str) -> LoadedVe
 
 def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix)}
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fsynced temporary file and a rename, then
-    fsync the directory: after a crash the old file or the whole new one is there."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -108,20 +108,20 @@ def test_old_versions_are_pruned_only_once_a_later_full_one_is_durable(lines, tm
         writer.publish(trainer.train(1).network, {})
     assert [e.kind for e in VersionReader(tmp_path).versions()] == [FULL, DELTA, FULL, DELTA]
 
-    durable = versions._write_durably
+    durable = versions.write_durably
 
     def manifest_write_fails(path, data):
         if path.name == MANIFEST:
             raise OSError("disk full")
         durable(path, data)
 
-    monkeypatch.setattr(versions, "_write_durably", manifest_write_fails)
+    monkeypatch.setattr(versions, "write_durably", manifest_write_fails)
     with pytest.raises(OSError, match="disk full"):
         writer.publish(trainer.train(1).network, {})  # version 5, full, never listed
     assert [e.version for e in VersionReader(tmp_path).versions()] == [1, 2, 3, 4]
     assert {"v00000001.full.npz", "v00000002.delta.npz"} <= set(file_names(tmp_path))
 
-    monkeypatch.setattr(versions, "_write_durably", durable)
+    monkeypatch.setattr(versions, "write_durably", durable)
     retried = writer.publish(trainer.train(1).network, {})
     assert (retried.version, retried.kind) == (5, FULL)  # its rows were taken by the failure
     assert [e.version for e in VersionReader(tmp_path).versions()] == [3, 4, 5]
@@ -174,6 +174,6 @@ def test_fsync_makes_files_durable_before_the_rename(tmp_path, monkeypatch):
     fsync, replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or fsync(fd))
     monkeypatch.setattr(os, "replace", lambda a, b: renamed.append(len(synced)) or replace(a, b))
-    versions._write_durably(tmp_path / "x.npz", b"data")
+    versions.write_durably(tmp_path / "x.npz", b"data")
     assert renamed == [1] and len(synced) == 2  # the file, then its directory
     assert (tmp_path / "x.npz").read_bytes() == b"data" and file_names(tmp_path) == ["x.npz"]
