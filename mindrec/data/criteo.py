@@ -667,15 +667,16 @@ def encode_keys(chunk: RawChunk, scheme: HashedKeys = HashedKeys()
 
 def parse_lines(lines: list[bytes], source: str, first_line: int = 1,
                 on_bad_row: OnBadRow = "skip") -> RawChunk:
-    """Decode raw Criteo lines that do not come from a file (a stream's messages):
-    ``source`` names them in errors, ``first_line`` numbers the first.
+    """Decode raw Criteo lines that do not come from a file (a stream's messages), with
+    or without their line ends: ``source`` names them in errors, ``first_line`` numbers
+    the first.
 
     Raises:
         CriteoFormatError: a bad row, with ``on_bad_row="stop"``.
     """
     if not lines:
         raise ValueError(f"{source}: no lines to parse")
-    lines = list(lines)
+    lines = [line if line.endswith(b"\n") else line + b"\n" for line in lines]
     lines[0] = lines[0].removeprefix(_BOM)
     return _parse_chunk(Path(source), lines, first_line, on_bad_row)
 

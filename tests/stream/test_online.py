@@ -13,8 +13,10 @@ import pytest
 from bench.job.launcher import free_port
 from bench.services import KafkaBroker, create_topic
 from mindrec.data.criteo import iter_raw_lines
-from mindrec.stream.online import CHECKPOINT, StreamCounters
+from mindrec.serve import ServedModel
+from mindrec.stream.online import CHECKPOINT, VERSIONS, StreamCounters
 from mindrec.stream.producer import produce
+from mindrec.stream.versions import VersionReader
 from mindrec.train import checkpoint
 
 pytestmark = pytest.mark.integration
@@ -55,6 +57,12 @@ def test_kill_9_and_restart_train_every_row_exactly_once(tiny_raw, broker, topic
         first.wait()
     killed_at = _counters(out)
     assert 0 < killed_at.rows_trained < ROWS
+    # meanwhile a server serves the last version the killed trainer finished
+    served = ServedModel(out / VERSIONS)
+    assert served.update()
+    assert served.version == VersionReader(out / VERSIONS).versions()[-1].version
+    lines = next(iter_raw_lines(tiny_raw / "train.txt", chunk_rows=3))
+    assert served.predict(lines).shape == (3,)
     second = subprocess.run(_online(broker, name, out, "--idle-stop-s", "5"),
                             capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
