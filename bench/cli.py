@@ -7,16 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from bench import microbench, stream_cli
 from bench.gate import Thresholds
 from bench.job.launcher import DistributedJobError
 from bench.results import metric
+from bench.run_args import add_run_arguments, run_config_from_args
 from bench.services import ServiceError
-from mindrec.config import (DEFAULT_PRESET, MODEL_CONFIGS, PRESETS, SECTIONS, ConfigError,
-                            EmbeddingConfig, EmbeddingKind, ParallelConfig, ParallelMode,
-                            RunConfig, SparseMode, TrainConfig)
+from mindrec.config import (ConfigError, EmbeddingConfig, EmbeddingKind, ParallelConfig,
+                            ParallelMode, SparseMode, TrainConfig)
 from mindrec.data.criteo import DEFAULT_THRESHOLD, DENSE_TRANSFORMS
 from mindrec.data.synthetic import SyntheticSpec
 from mindrec.stream.kafka import StreamError
@@ -28,7 +26,7 @@ _DEFAULT_JOB_TIMEOUT_S = 3600.0
 def _data_synth(args) -> int:
     from mindrec.data.synthetic import generate
     summary = generate(SyntheticSpec(rows=args.rows, vocab=args.vocab, seed=args.seed,
-                                     zipf_exponent=args.zipf), args.out)
+                                     zipf_exponent=args.zipf), args.out, progress=sys.stderr)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -62,52 +60,6 @@ def _data_verify(args) -> int:
     return 0
 
 
-# `train` flags -> the RunConfig field each sets (section, field). A flag left out is
-# unset (argparse default None): the config file or the preset decides, and 0 is a value.
-_TRAIN_FLAGS = {
-    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
-    "seed": ("train", "seed"), "max_steps": ("train", "max_steps"),
-    "warmup_steps": ("train", "warmup_steps"), "table_size": ("train", "table_size"),
-    "sparse": ("train", "sparse"), "embedding": ("embedding", "kind"),
-    "permit": ("embedding", "permit_filter_value"),
-    "evict": ("embedding", "evict_filter_value"), "capacity": ("embedding", "capacity"),
-    "mode": ("parallel", "mode"), "workers": ("parallel", "workers"),
-    "checkpoint_every": ("train", "checkpoint_every"), "redis_url": ("cache", "remote_url"),
-}
-
-
-def train_run_config(args) -> tuple[RunConfig, str]:
-    """The run and preset of ``train`` (or of any verb with ``--model``, ``--preset``,
-    ``--config``, ``--set`` and some of the ``train`` flags): command line > ``--config``
-    file > preset."""
-    from mindrec.config import load_config_file, run_config_from_sections
-    file = load_config_file(args.config) if args.config else {}
-    sections = {name: dict(file.get(name) or {}) for name in SECTIONS}
-    for flag, (section, name) in _TRAIN_FLAGS.items():
-        if getattr(args, flag, None) is not None:
-            sections[section][name] = getattr(args, flag)
-    for assignment in args.set or []:
-        key, sep, text = assignment.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or section not in SECTIONS:
-            raise ConfigError(f"--set {assignment!r}: expected SECTION.FIELD=VALUE with "
-                              f"SECTION one of {', '.join(SECTIONS)}")
-        sections[section][name] = yaml.safe_load(text)
-    model = args.model or file.get("model")
-    if model is None:
-        raise ConfigError(f"{args.verb}: no model; pass --model or set `model:` in --config")
-    preset = args.preset or file.get("preset") or DEFAULT_PRESET
-    where = str(args.config) if args.config else "command line"
-    run = run_config_from_sections(model, preset, sections, where)
-    standalone = run.parallel.mode is ParallelMode.STANDALONE
-    for flag, value in (("--job-dir", getattr(args, "job_dir", None)),
-                        ("--timeout", getattr(args, "timeout", None))):
-        if standalone and value is not None:
-            raise ConfigError(f"{flag} applies to the parallel modes only; this run is "
-                              f"standalone")
-    return run, preset
-
-
 def describe_run(record: dict) -> str:
     """What a `train` run measured, in a few lines."""
     def m(name):
@@ -135,8 +87,9 @@ def describe_run(record: dict) -> str:
 def _train(args) -> int:
     from bench.job.runner import train_and_measure
     from bench.results import write_record
-    run, preset = train_run_config(args)
-    record = train_and_measure(run, args.data, preset=preset, checkpoint_path=args.checkpoint,
+    run, preset = run_config_from_args(args)
+    record = train_and_measure(run, args.data, preset=preset, progress=sys.stderr,
+                               checkpoint_path=args.checkpoint,
                                resume_from=args.resume,
                                job_dir=args.job_dir,
                                timeout_s=_DEFAULT_JOB_TIMEOUT_S if args.timeout is None
@@ -152,7 +105,7 @@ def _sweep(args) -> int:
     from bench.suite import load_suite
     from bench.sweep import run_sweep
     store = run_sweep(load_suite(args.suite), args.results, run_id=args.run_id,
-                      resume=args.resume, only=args.only)
+                      resume=args.resume, only=args.only, progress=sys.stderr)
     print(f"records: {store}")
     return 0
 
@@ -195,7 +148,7 @@ def _hash_drift(args) -> int:
     from bench.drift import DriftSpec, run_drift
     from bench.results import write_atomic
     spec = DriftSpec(distinct_keys=args.keys, window=args.window, evict=args.evict)
-    result = run_drift(spec)
+    result = run_drift(spec, progress=sys.stderr)
     print(f"{result['series'][-1]['admitted']:,} keys admitted in {result['steps']} steps "
           f"({result['seconds']:.0f} s): at most {result['live_rows_max']:,} rows live "
           f"(capacity {result['capacity']:,}); peak RSS {result['rss_mb_peak']:,.0f} MB, "
@@ -271,16 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model and evaluate it. Settings come from the command line, "
                     "then --config FILE.yaml, then the preset; an option that does not "
                     "apply to the run is an error.")
-    train.add_argument("--model", choices=sorted(MODEL_CONFIGS),
-                       help="required unless --config names it")
     train.add_argument("--data", type=Path, required=True, help="a converted dataset dir")
-    train.add_argument("--preset", choices=sorted(PRESETS),
-                       help=f"hyperparameters to start from (default {DEFAULT_PRESET})")
-    train.add_argument("--config", type=Path,
-                       help="YAML file: model, preset and sections "
-                            f"{', '.join(SECTIONS)} (fields by their config names)")
-    train.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
-                       help="any config field, e.g. model_config.emb_dim=32 (repeatable)")
+    add_run_arguments(train, "model_config.emb_dim=32")
     preset_default = "default: the preset's"
     train.add_argument("--epochs", type=int, help=preset_default)
     train.add_argument("--batch-size", type=int, help=f"global batch; {preset_default}")

@@ -5,9 +5,9 @@ schemas migrated), the ``<run-id>.limits.json`` beside each (:mod:`bench.job.lim
 machine limits measured at each start, resume and end of the run) and the published
 figures (:mod:`bench.references`). Sections: summary, quality against the Bayes optimum
 and the published Criteo AUCs, throughput and memory, parallel modes, hash tables, the
-embedding cache, online learning (its cells appear there only), roofline, skipped and failed cells, environment (with the limits
-measurements) and, given several runs, a cell-by-cell comparison of each later run with
-the first.
+embedding cache, online learning (its cells appear there only), roofline, skipped and
+failed cells, environment (with the limits measurements) and, given several runs, a
+cell-by-cell comparison of each later run with the first.
 
 Every record value is read through the declared keys (``SPEC`` and ``METRICS``); a
 declared key is a column of the report's frame, and a table column's header is its
@@ -161,9 +161,10 @@ def _row(run_id: str, record: dict) -> dict:
 
 def _derive(frame: pd.DataFrame) -> pd.DataFrame:
     """Adds ``online`` (an online cell), ``layout`` (mode x workers), ``cache`` (the
-    cache configuration; None without a cache), ``series`` (the configuration a colour stands for: each cache
-    configuration, on each data set when they differ, is a series of its own; cells
-    without a cache keep theirs), ``samples_per_s_at_p90`` and ``loaded``."""
+    cache configuration; None without a cache), ``series`` (the configuration a colour
+    stands for: each cache configuration, on each data set when they differ, is a series
+    of its own; cells without a cache keep theirs), ``samples_per_s_at_p90`` and
+    ``loaded``."""
     layout = [f"{mode} x{workers:.0f}" for mode, workers in zip(frame["mode"],
                                                                  frame["workers"])]
     frame = frame.assign(layout=layout, cache=_cache_labels(frame),

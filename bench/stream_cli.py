@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from pathlib import Path
 
-from mindrec.config import DEFAULT_PRESET, MODEL_CONFIGS, PRESETS, SECTIONS, OnlineConfig
+from bench.run_args import RUN_FLAGS, add_run_arguments, run_config_from_args
+from mindrec.config import OnlineConfig
 from mindrec.data.drifting import DriftingSpec
+from mindrec.serve import command as serve_command
 from mindrec.stream.producer import DEFAULT_LINGER_MS
 
 _ONLINE = OnlineConfig()
-# `online` flags of the online section (the rest come from --set online.FIELD=VALUE).
-_ONLINE_FLAGS = ("topic", "publish_every_s", "publish_every_steps", "checkpoint_every_steps",
-                 "full_every", "freeze_after_rows", "max_rows", "idle_stop_s", "broker_wait_s")
+# The flags of `online` that set a field of the online section (any field: --set).
+_ONLINE_FLAGS = [flag for flag, (section, _) in RUN_FLAGS.items() if section == "online"]
 
 
 def add_verbs(verbs) -> None:
@@ -62,15 +64,7 @@ def add_verbs(verbs) -> None:
     online.add_argument("--bootstrap-servers", required=True, help="HOST:PORT[,...]")
     online.add_argument("--out", type=Path, required=True,
                         help="checkpoint, versions/ and the measurements")
-    online.add_argument("--model", choices=sorted(MODEL_CONFIGS),
-                        help="required unless --config names it")
-    online.add_argument("--preset", choices=sorted(PRESETS),
-                        help=f"hyperparameters to start from (default {DEFAULT_PRESET})")
-    online.add_argument("--config", type=Path,
-                        help=f"YAML file: model, preset and sections {', '.join(SECTIONS)}")
-    online.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
-                        help="any config field, e.g. embedding.capacity=2000000 (repeatable); "
-                             "embedding.kind is hash")
+    add_run_arguments(online, "online.full_every=10 (embedding.kind is hash)")
     online.add_argument("--batch-size", type=int, help="default: the preset's")
     online.add_argument("--capacity", type=int, help="rows of the hash tables (required)")
     helps = {"topic": "the topic of raw rows",
@@ -93,12 +87,7 @@ def add_verbs(verbs) -> None:
 
     serve = verbs.add_parser("serve", help="serve the model versions of an online trainer "
                                            "over HTTP on 127.0.0.1")
-    serve.add_argument("versions", type=Path, help="the trainer's versions/ directory")
-    serve.add_argument("--port", type=int, default=0, help="default: a free port")
-    serve.add_argument("--poll-s", type=float, default=0.2,
-                       help="how often to look for a new version")
-    serve.add_argument("--ready-file", type=Path,
-                       help="write the bound port here once serving")
+    serve_command.add_arguments(serve)
     serve.set_defaults(func=_serve)
 
 
@@ -130,21 +119,17 @@ def _produce(args) -> int:
         chunks = DriftingStream(spec).chunks(start=args.first_row)
     result = produce(args.bootstrap_servers, args.topic, chunks,
                      rate=args.rate, first_row=args.first_row, max_rows=args.max_rows,
-                     linger_ms=args.linger_ms)
+                     linger_ms=args.linger_ms, progress=sys.stderr)
     print(f"produced {result.rows:,} rows (from row {result.first_row}) to {args.topic} in "
           f"{result.wall_s:.1f} s ({result.rows_per_s:,.0f} rows/s)")
     return 0
 
 
 def _online(args) -> int:
-    from bench.cli import train_run_config
     from mindrec.stream.online import run_online
     args.embedding = "hash"
-    online = [f"online.{name}={getattr(args, name)}" for name in _ONLINE_FLAGS
-              if getattr(args, name) is not None]
-    args.set = [*online, *(args.set or [])]
-    run, _ = train_run_config(args)
-    summary = run_online(run, args.bootstrap_servers, args.out)
+    run, _ = run_config_from_args(args)
+    summary = run_online(run, args.bootstrap_servers, args.out, progress=sys.stderr)
     counters = summary["counters"]
     print(f"trained {counters['rows_trained']:,} rows in {counters['steps']} steps "
           f"({summary['rows_per_s']:,.0f} rows/s in this process), {counters['bad']} "
@@ -154,7 +139,5 @@ def _online(args) -> int:
 
 
 def _serve(args) -> int:
-    from mindrec.serve import serve
-    serve(args.versions, port=args.port, poll_s=args.poll_s, ready_file=args.ready_file)
+    serve_command.run(args)
     return 0
-

@@ -40,6 +40,9 @@ _TABLE_MEMORY_MARGIN = 1.25
 
 def skip_reason(spec: CellSpec) -> str | None:
     """Why ``spec`` cannot run on this machine, or None."""
+    if spec.base_run.online.enabled and spec.hardware != "cpu":
+        return (f"online cells run on the CPU only (the online trainer and the serving "
+                f"process use MindSpore's CPU target); this cell asks for {spec.hardware}")
     reason = unavailable_reason(spec.hardware)
     if reason:
         return reason

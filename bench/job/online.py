@@ -37,6 +37,7 @@ from bench.results import new_record, new_run_id, now_iso
 from bench.services import ServiceError, create_topic, kafka_bootstrap
 from mindrec.config import RunConfig
 from mindrec.data.drifting import DriftingSpec, DriftingStream
+from mindrec.npz import load_npz
 from mindrec.stream.online import run_online
 
 PARTITIONS = 2
@@ -44,6 +45,7 @@ _SERVING_START_S = 120.0
 _VERSION_POLL_S = 0.05
 _PREDICT_EVERY_S = 0.02
 _PRODUCER_GRACE_S = 60.0
+_TRUTH_CHUNK = 1 << 16
 
 
 def online_and_measure(run: RunConfig, drifting: DriftingSpec, *, run_id: str | None = None,
@@ -67,7 +69,8 @@ def online_and_measure(run: RunConfig, drifting: DriftingSpec, *, run_id: str | 
         bootstrap = stack.enter_context(kafka_bootstrap(bootstrap_servers, log_dir=work))
         create_topic(bootstrap, online.topic, PARTITIONS)
         serving = stack.enter_context(_serving(out / "versions", work))
-        probe = stack.enter_context(_Probe(serving, DriftingStream(drifting).rows(0, 1).lines))
+        stream = DriftingStream(drifting)
+        probe = stack.enter_context(_Probe(serving, stream.rows(0, 1).lines))
         producer = stack.enter_context(_producer(bootstrap, online, drifting, rows, work))
         with PeakMemorySampler() as memory, OtherLoad() as load:
             summary = run_online(run, bootstrap, out, progress)
@@ -76,7 +79,7 @@ def online_and_measure(run: RunConfig, drifting: DriftingSpec, *, run_id: str | 
         arrays = _progressive(out)
     metrics = {**online_metrics.throughput(arrays),
                **online_metrics.freshness(arrays, summary["versions"], probe.first_seen_ms),
-               **online_metrics.quality(arrays, _true_p(drifting, arrays["rows"])),
+               **online_metrics.quality(arrays, _true_p(stream, arrays["rows"])),
                **online_metrics.deltas(summary["versions"]),
                **online_metrics.serving_latency(probe.latencies, summary["versions"],
                                                 probe.first_seen_ms),
@@ -113,18 +116,19 @@ def _check_finished(summary: dict, rows: int, online, producer: subprocess.Popen
 
 
 def _progressive(out: Path) -> dict[str, np.ndarray]:
-    """The trainer's per-row log (one process: one file)."""
-    from mindrec.npz import load_npz
-    files = sorted(out.glob("progressive-*.npz"))
-    if len(files) != 1:
-        raise RuntimeError(f"{out}: expected one progressive-*.npz, found {len(files)}")
-    return load_npz(files[0], "progressive log", ("rows", "event_ms", "labels", "online"))
+    """The trainer's per-row log: its parts, one per checkpoint, joined."""
+    parts = [load_npz(path, "progressive log", ("rows", "event_ms", "labels", "online"))
+             for path in sorted(out.glob("progressive-*.npz"))]
+    if not parts:
+        raise RuntimeError(f"{out}: the trainer wrote no progressive-*.npz")
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
-def _true_p(drifting: DriftingSpec, rows: np.ndarray) -> np.ndarray:
+def _true_p(stream: DriftingStream, rows: np.ndarray) -> np.ndarray:
     """The true click probability of each of ``rows`` (stream row numbers)."""
     lo, hi = int(rows.min()), int(rows.max()) + 1
-    p = DriftingStream(drifting).rows(lo, hi).p
+    p = np.concatenate([stream.sample(start, min(hi, start + _TRUTH_CHUNK)).p
+                        for start in range(lo, hi, _TRUTH_CHUNK)])  # features: a chunk at once
     return p[rows - lo]
 
 

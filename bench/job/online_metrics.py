@@ -25,25 +25,20 @@ MIN_FROZEN_ROWS = 1000
 def freshness(rows: dict[str, np.ndarray], versions: list[dict],
               first_seen_ms: dict[int, int]) -> dict:
     """Freshness p50/p99 and its parts, seconds (see the module docstring)."""
-    order = np.argsort(rows["trained_ms"][::FRESHNESS_SAMPLE], kind="stable")
-    sample = {name: values[::FRESHNESS_SAMPLE][order] for name, values in rows.items()}
+    sample = {name: values[::FRESHNESS_SAMPLE] for name, values in rows.items()}
     starts = np.array([v["publish_start_ms"] for v in versions], np.int64)
     published = np.array([v["published_ms"] for v in versions], np.int64)
     seen = _first_seen_at_or_after([v["version"] for v in versions], first_seen_ms)
-    which = np.searchsorted(starts, sample["trained_ms"], side="left")
-    served = which < len(versions)
-    which = which[served]
-    served_ms = seen[which]
-    known = served_ms >= 0
-    event = sample["event_ms"][served][known]
-    parts = {
-        "lag": sample["taken_ms"][served][known] - event,
-        "train": (sample["trained_ms"] - sample["taken_ms"])[served][known],
-        "publish": published[which][known] - sample["trained_ms"][served][known],
-        "apply": served_ms[known] - published[which][known],
-        "total": served_ms[known] - event,
-    }
-    out = {"online_rows_followed": int(known.sum())}
+    which = np.searchsorted(starts, sample["trained_ms"], side="left")  # each row's version
+    followed = which < len(versions)
+    followed[followed] = seen[which[followed]] >= 0  # ... and serving answered with it
+    which = which[followed]
+    event, taken, trained = (sample[name][followed]
+                             for name in ("event_ms", "taken_ms", "trained_ms"))
+    served, done = seen[which], published[which]
+    parts = {"lag": taken - event, "train": trained - taken, "publish": done - trained,
+             "apply": served - done, "total": served - event}
+    out = {"online_rows_followed": int(followed.sum())}
     for name, ms in parts.items():
         if len(ms):
             out[f"online_freshness_{name}_p50_s"] = float(np.percentile(ms, 50)) / 1e3

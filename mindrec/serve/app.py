@@ -45,8 +45,7 @@ def create_app(model: ServedModel, lifespan=None) -> Starlette:
             return JSONResponse({"error": "the body holds no lines: send raw Criteo lines, "
                                           "one per line", "line": None, "reason": "empty"}, 400)
         try:
-            version, p = await run_in_threadpool(model.predict_versioned,
-                                                 [line + b"\n" for line in lines])
+            version, p = await run_in_threadpool(model.predict_versioned, lines)
         except CriteoFormatError as exc:
             return JSONResponse({"error": str(exc), "line": exc.line, "reason": exc.reason}, 400)
         except NotReady as exc:

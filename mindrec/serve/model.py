@@ -108,7 +108,8 @@ class _Replica:
 
     def compile(self, size: int) -> None:
         """Compile the call of ``size`` rows. Call under the engine lock."""
-        self._call(size, np.zeros((0, NUM_FIELDS), np.int32), np.zeros((0, NUM_FIELDS), np.float32))
+        self._call(size, np.zeros((0, NUM_FIELDS), np.int32),
+                   np.zeros((0, NUM_FIELDS), np.float32))
 
     def _call(self, size: int, slots: np.ndarray, vals: np.ndarray) -> np.ndarray:
         padded_slots = np.zeros((size, NUM_FIELDS), np.int32)

@@ -20,7 +20,7 @@ from typing import TextIO
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from mindrec.data.criteo import HashedKeys, encode_keys, parse_lines
+from mindrec.data.criteo import NUM_FIELDS, HashedKeys, encode_keys, parse_lines
 from mindrec.stream.kafka import StreamError, client_settings, key_row, partitions
 
 _POLL_MESSAGES = 2000
@@ -47,8 +47,8 @@ class _Pending:
     partition: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     offset: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     good: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
-    keys: np.ndarray = field(default_factory=lambda: np.empty((0, 39), np.int64))
-    vals: np.ndarray = field(default_factory=lambda: np.empty((0, 39), np.float32))
+    keys: np.ndarray = field(default_factory=lambda: np.empty((0, NUM_FIELDS), np.int64))
+    vals: np.ndarray = field(default_factory=lambda: np.empty((0, NUM_FIELDS), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
     rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     event_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
@@ -130,12 +130,11 @@ class StreamConsumer:
                 continue
             kept.append(message)
             value = message.value() or b""
-            try:
-                rows.append(key_row(message.key(), self._where(message)))
-            except StreamError:
-                rows.append(-1)
-                value = b""  # a message without a row number is malformed
-            values.append(value if b"\n" not in value and b"\r" not in value else b"")
+            row = key_row(message.key())
+            # no row number, or a line break inside: malformed (an empty line is bad)
+            bad = row is None or b"\n" in value or b"\r" in value
+            rows.append(-1 if row is None else row)
+            values.append(b"" if bad else value)
         part = _Pending(
             partition=np.array([m.partition() for m in kept], np.int64),
             offset=np.array([m.offset() for m in kept], np.int64),
@@ -143,8 +142,7 @@ class StreamConsumer:
             rows=np.array(rows, np.int64))
         part.good = np.zeros(len(kept), bool)
         if kept:
-            chunk = parse_lines([v + b"\n" for v in values], source=f"topic {self.topic}",
-                                on_bad_row="skip")
+            chunk = parse_lines(values, source=f"topic {self.topic}", on_bad_row="skip")
             part.good[chunk.line_numbers - 1] = True
             part.keys, part.vals, part.labels = encode_keys(chunk, self.scheme)
         return part
@@ -181,6 +179,3 @@ class StreamConsumer:
         if self.progress is not None and self.transport_errors in (1, 10, 100, 1000):
             print(f"{self.bootstrap_servers}: {error.str()} (error {self.transport_errors}; "
                   f"the client retries)", file=self.progress, flush=True)
-
-    def _where(self, message) -> str:
-        return f"{self.topic}[{message.partition()}]@{message.offset()}"

@@ -29,11 +29,10 @@ def row_key(row: int) -> bytes:
     return _ROW_KEY.pack(row)
 
 
-def key_row(key: bytes | None, where: str) -> int:
-    """The row number a message key carries (``where`` names the message in errors)."""
+def key_row(key: bytes | None) -> int | None:
+    """The row number a message key carries; None when it is not an 8-byte one."""
     if key is None or len(key) != _ROW_KEY.size:
-        raise StreamError(f"{where}: the message key is not an 8-byte row number "
-                          f"(got {key!r:.40})")
+        return None
     return _ROW_KEY.unpack(key)[0]
 
 

@@ -13,10 +13,11 @@ the restarted trainer publishes a full version that replaces them.
 
 Out directory: ``checkpoint.safetensors``; ``frozen.safetensors`` (the model frozen
 after ``freeze_after_rows``, predicting every FROZEN_EVERY-th batch beside the online
-one); ``versions/`` (see :mod:`mindrec.stream.versions`); ``progressive-<first
-step>.npz`` (per row trained by this process: row number, event time, label, online and
-frozen predictions (NaN where none), the times its batch was taken from the stream and
-trained) and ``online.json`` (the summary), both rewritten at each checkpoint.
+one); ``versions/`` (see :mod:`mindrec.stream.versions`); ``progressive-<step>.npz``
+(written at each checkpoint, for the rows trained since the one before, ``<step>`` the
+checkpoint's: row number, event time, label, online and frozen predictions (NaN where
+none), the times its batch was taken from the stream and trained) and ``online.json``
+(the summary of this process, rewritten at each checkpoint).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -37,6 +39,7 @@ from mindrec.metrics import roc_auc
 from mindrec.models.registry import build_model
 from mindrec.npz import save_npz
 from mindrec.stream.consumer import Batch, StreamConsumer
+from mindrec.stream.versions import VersionWriter
 from mindrec.train import checkpoint
 from mindrec.train.step import Predict, TrainStep, configure_runtime
 
@@ -46,6 +49,7 @@ SUMMARY = "online.json"
 VERSIONS = "versions"
 _PROGRESS_EVERY_S = 10.0
 FROZEN_EVERY = 4  # the frozen model predicts every this many batches (it costs a forward)
+_RECENT_BATCHES = 20  # the progress line's AUC is over this many batches
 
 
 @dataclass
@@ -79,32 +83,39 @@ class StreamCounters:
 
 
 class _Progressive:
-    """Per row trained: row number, event time, label, predictions, time trained."""
+    """Per row trained: row number, event time, label, predictions, times taken and
+    trained; kept until :meth:`flush` writes them, the last batches kept for the
+    progress line."""
 
     def __init__(self):
         self.parts: list[dict[str, np.ndarray]] = []
+        self.recent: deque[dict[str, np.ndarray]] = deque(maxlen=_RECENT_BATCHES)
+        self.rows = 0  # rows added in all
 
     def add(self, batch: Batch, online: np.ndarray, frozen: np.ndarray | None,
             taken_ms: int, trained_ms: int) -> None:
         n = len(batch.rows)
+        self.rows += n
         self.parts.append({
             "rows": batch.rows, "event_ms": batch.event_ms, "labels": batch.labels[:, 0],
             "online": online, "frozen": np.full(n, np.nan, np.float32) if frozen is None
             else frozen, "taken_ms": np.full(n, taken_ms, np.int64),
             "trained_ms": np.full(n, trained_ms, np.int64)})
+        self.recent.append(self.parts[-1])
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        if not self.parts:
-            return {}
-        return {name: np.concatenate([p[name] for p in self.parts]) for name in self.parts[0]}
+    def flush(self, path: Path) -> None:
+        """Write the rows added since the last flush to ``path`` (none: no file)."""
+        if self.parts:
+            save_npz(path, {name: np.concatenate([p[name] for p in self.parts])
+                            for name in self.parts[0]})
+            self.parts = []
 
-    def recent_auc(self, batches: int) -> tuple[float | None, float | None]:
-        """AUC of the online and frozen predictions over the last ``batches`` batches (the
-        frozen model's over the rows it predicted)."""
-        recent = self.parts[-batches:]
-        if not recent:
+    def recent_auc(self) -> tuple[float | None, float | None]:
+        """AUC of the online and frozen predictions over the last batches (the frozen
+        model's over the rows it predicted)."""
+        if not self.recent:
             return None, None
-        labels, online, frozen = (np.concatenate([p[name] for p in recent])
+        labels, online, frozen = (np.concatenate([p[name] for p in self.recent])
                                   for name in ("labels", "online", "frozen"))
         scored = ~np.isnan(frozen)
         return _auc(labels, online), _auc(labels[scored], frozen[scored])
@@ -133,7 +144,6 @@ def run_online(run: RunConfig, bootstrap_servers: str, out_dir: Path,
     or no batch comes for ``idle_stop_s``; resume from ``out_dir``'s checkpoint if there
     is one. Returns the summary written to ``online.json``."""
     config = run.online
-    from mindrec.stream.versions import VersionWriter
     check_run(run)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -173,8 +183,8 @@ class _Loop:
         self.first_step = counters.steps
         self.progressive = _Progressive()
         self.versions: list[dict] = []
-        self.timings = {"wait_s": 0.0, "predict_s": 0.0, "train_s": 0.0, "publish_s": 0.0,
-                        "checkpoint_s": 0.0}
+        self.timings = {"wait_s": 0.0, "frozen_predict_s": 0.0, "train_s": 0.0,
+                        "publish_s": 0.0, "checkpoint_s": 0.0}
         self.started = time.perf_counter()
         self.last_publish = self.last_report = time.monotonic()
         self.batch_event_ms: list[np.ndarray] = []  # event times since the last version
@@ -215,7 +225,7 @@ class _Loop:
             frozen = frozen_predict(Tensor(frozen_net.hash_index.lookup(batch.keys)),
                                     Tensor(batch.vals)).asnumpy()[:, 0]
         trained = time.perf_counter()
-        self.timings["predict_s"] += trained - started
+        self.timings["frozen_predict_s"] += trained - started
         index = self.network.hash_index
         slots = index.train_lookup(batch.keys)[0]
         loss, online = self.step_fn(Tensor(slots), Tensor(batch.vals), Tensor(batch.labels))
@@ -266,9 +276,7 @@ class _Loop:
                         step=self.counters.steps,
                         extra={"stream": dataclasses.asdict(self.counters)})
         self.consumer.commit(self.counters.positions)
-        arrays = self.progressive.arrays()
-        if arrays:
-            save_npz(self.out_dir / f"progressive-{self.first_step}.npz", arrays)
+        self.progressive.flush(self.out_dir / f"progressive-{self.counters.steps}.npz")
         write_durably(self.out_dir / SUMMARY,
                       json.dumps(self.summary(), indent=1, default=str).encode())
         self.timings["checkpoint_s"] += time.perf_counter() - started
@@ -285,11 +293,11 @@ class _Loop:
         if now - self.last_report < _PROGRESS_EVERY_S:
             return
         self.last_report = now
-        last = self.progressive.parts[-1] if self.progressive.parts else None
-        lag = None if last is None else (last["trained_ms"][0] - last["event_ms"].min()) / 1e3
-        online, frozen = self.progressive.recent_auc(20)
-        trained_here = sum(len(p["rows"]) for p in self.progressive.parts)
-        rate = trained_here / (time.perf_counter() - self.started)
+        recent = self.progressive.recent
+        lag = (recent[-1]["trained_ms"][0] - recent[-1]["event_ms"].min()) / 1e3 \
+            if recent else None
+        online, frozen = self.progressive.recent_auc()
+        rate = self.progressive.rows / (time.perf_counter() - self.started)
         _say(self.progress,
              f"step {self.counters.steps}: {self.counters.rows_trained:,} rows "
              f"({rate:,.0f}/s), event-time lag {'-' if lag is None else f'{lag:.1f} s'}, "
@@ -300,7 +308,7 @@ class _Loop:
     def summary(self) -> dict:
         """What this process did (``online.json``)."""
         wall = time.perf_counter() - self.started
-        trained_here = sum(len(p["rows"]) for p in self.progressive.parts)
+        trained_here = self.progressive.rows
         return {"schema": "mindrec-online/1", "run_config": self.run_config.to_dict(),
                 "counters": dataclasses.asdict(self.counters),
                 "first_step": self.first_step, "rows_this_process": trained_here,

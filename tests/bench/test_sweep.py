@@ -9,8 +9,8 @@ import time
 import pytest
 
 from bench.results import metric, read_records
-from bench.suite import load_suite
-from bench.sweep import run_sweep
+from bench.suite import cell_from_dict, load_suite
+from bench.sweep import run_sweep, skip_reason
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +140,11 @@ def test_a_cell_record_that_breaks_the_schema_becomes_a_failed_record(tmp_path,
     out.write_text(json.dumps(record_factory()))
     assert cell_output_record(out, CellSpec(model="dcn"), "r", "tiny")["status"] == "ok"
     assert not out.exists()
+
+
+def test_an_online_cell_off_the_cpu_is_skipped_with_the_reason():
+    online = {"model": "wide_deep", "embedding": {"kind": "hash", "capacity": 1000},
+              "online": {"stream": True}}
+    assert skip_reason(cell_from_dict(online)) is None
+    reason = skip_reason(cell_from_dict({**online, "hardware": "gpu"}))
+    assert reason.startswith("online cells run on the CPU only") and reason.endswith("gpu")

@@ -13,7 +13,7 @@ import pytest
 from bench.job.launcher import free_port
 from bench.services import KafkaBroker, create_topic
 from mindrec.data.criteo import iter_raw_lines
-from mindrec.serve import ServedModel
+from mindrec.serve.model import ServedModel
 from mindrec.stream.online import CHECKPOINT, VERSIONS, StreamCounters
 from mindrec.stream.producer import produce
 from mindrec.stream.versions import VersionReader
