@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "installing mindrec-bench and its dependencies into $(VENV) (first run: a few minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@{ $(BIN)/python -m pip install --upgrade pip && \
-	   $(BIN)/python -m pip install -e '.[test]'; } > $(VENV)/install.log 2>&1 || { \
+	   $(BIN)/python -m pip install -e '.[test,peers]'; } > $(VENV)/install.log 2>&1 || { \
 	  echo "install failed; the end of $(VENV)/install.log:"; \
 	  tail -n 40 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)

@@ -10,6 +10,7 @@ from pathlib import Path
 from bench import microbench, stream_cli
 from bench.gate import Thresholds
 from bench.job.launcher import DistributedJobError
+from bench.peers import BACKENDS, DEFAULT_BACKEND, backend_unavailable, check_backend
 from bench.results import metric
 from bench.run_args import add_run_arguments, run_config_from_args
 from bench.services import ServiceError
@@ -71,6 +72,8 @@ def describe_run(record: dict) -> str:
              f"{m('logloss'):.4f}; {m('samples_per_s'):,.0f} samples/s (median step "
              f"{m('step_ms_p50'):.1f} ms, compile {m('compile_s'):.1f} s); peak RSS "
              f"{m('peak_rss_mb'):,.0f} MiB"]
+    if spec.get("peer_variant"):
+        lines.append(f"PyTorch twin: {spec['peer_variant']}")
     if spec["workers"] > 1:
         lines.append(f"{spec['mode']} on {spec['workers']} workers: peak RSS per worker "
                      f"{m('peak_rss_mb_per_worker'):,.0f} MiB, tables "
@@ -88,7 +91,13 @@ def _train(args) -> int:
     from bench.job.runner import train_and_measure
     from bench.results import write_record
     run, preset = run_config_from_args(args)
+    check_backend(run, args.backend)
+    if backend_unavailable(args.backend):
+        raise ConfigError(f"--backend {args.backend}: {backend_unavailable(args.backend)}")
+    if args.backend != DEFAULT_BACKEND and (args.checkpoint or args.resume):
+        raise ConfigError("--checkpoint and --resume are for the mindspore backend")
     record = train_and_measure(run, args.data, preset=preset, progress=sys.stderr,
+                               backend=args.backend,
                                checkpoint_path=args.checkpoint,
                                resume_from=args.resume,
                                job_dir=args.job_dir,
@@ -270,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "optimizer state and, with a cache, its tiers' snapshot)")
     train.add_argument("--redis-url", help="cache: the remote tier's Redis or Redis Cluster "
                                            "(default: start a local server)")
+    train.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                       help="mindspore (default), or torch: the model's PyTorch twin on the "
+                            "same batches (the peers extra; static tables, one process)")
     train.add_argument("--out", type=Path, help="write the result record (JSON)")
     train.set_defaults(func=_train)
 

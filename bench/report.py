@@ -5,7 +5,8 @@ schemas migrated), the ``<run-id>.limits.json`` beside each (:mod:`bench.job.lim
 machine limits measured at each start, resume and end of the run) and the published
 figures (:mod:`bench.references`). Sections: summary, quality against the Bayes optimum
 and the published Criteo AUCs, throughput and memory, parallel modes, hash tables, the
-embedding cache, online learning (its cells appear there only), roofline, skipped and
+embedding cache, online learning (its cells appear there only), the PyTorch peer (its
+cells appear there and as the throughput table's peer columns only), roofline, skipped and
 failed cells, environment (with the limits measurements) and, given several runs, a
 cell-by-cell comparison of each later run with the first.
 
@@ -35,6 +36,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.job.limits import MEASUREMENT_KEYS, read_limits
+from bench.peers import DEFAULT_BACKEND, twin_id
 from bench.plots import (MAX_JOIN_RATIO, auc_figure, bar_figure, curve_figure, figure_png,
                          line_figure, miss_ratio_figure, online_quality_figure,
                          series_colours)
@@ -109,8 +111,32 @@ class _Report:
 
     @cached_property
     def ok(self) -> pd.DataFrame:
-        """The cells that trained on a dataset and were measured (online cells apart)."""
-        return self.frame[(self.frame["status"] == "ok") & ~self.frame["online"]]
+        """The project's cells that trained on a dataset and were measured (online and
+        peer cells apart)."""
+        frame = self.frame
+        return frame[(frame["status"] == "ok") & ~frame["online"]
+                     & (frame["backend"] == DEFAULT_BACKEND)]
+
+    @cached_property
+    def peer_medians(self) -> pd.DataFrame:
+        """The measured peer (PyTorch) cells, one row per run and twin: the medians of
+        their repeats."""
+        peers = self.frame[(self.frame["status"] == "ok")
+                           & (self.frame["backend"] != DEFAULT_BACKEND)]
+        return (peers.groupby(["run", "twin"], sort=False)
+                .agg(peer_samples_per_s=("samples_per_s", "median"),
+                     peer_auc=("auc", "median"),
+                     peer_roofline_fraction=("roofline_fraction", "median"),
+                     peer_rounds=("cell_id", "count"), peer_variant=("peer_variant", "last"))
+                .reset_index())
+
+    def with_peers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the peer columns of each cell's twin measured in the same run
+        (missing where it has none): its samples/s, ours / its samples/s, our AUC − its."""
+        both = frame.merge(self.peer_medians, on=["run", "twin"], how="left")
+        both.index = frame.index
+        return both.assign(peer_ratio=both["samples_per_s"] / both["peer_samples_per_s"],
+                           peer_auc_delta=both["auc"] - both["peer_auc"])
 
     @cached_property
     def online_ok(self) -> pd.DataFrame:
@@ -146,8 +172,11 @@ def load_runs(run_paths: list[Path]) -> tuple[pd.DataFrame, list[dict]]:
                      "limits": read_limits(limits) if limits.is_file() else None})
         rows += [_row(run_id, record) for record in records]
     frame = pd.DataFrame(rows, columns=[*_BASE, *SPEC, *METRICS, "target_vocab"])
-    for column in (*_NUMERIC, "target_vocab"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    numeric = [*_NUMERIC, "target_vocab"]
+    # One new frame rather than a column at a time, which fragments it.
+    frame = pd.concat([frame.drop(columns=numeric),
+                       frame[numeric].apply(pd.to_numeric, errors="coerce")],
+                      axis=1)[frame.columns]
     return _derive(frame), runs
 
 
@@ -160,14 +189,18 @@ def _row(run_id: str, record: dict) -> dict:
 
 
 def _derive(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``online`` (an online cell), ``layout`` (mode x workers), ``cache`` (the
+    """Adds ``backend`` (mindspore where older records do not say), ``twin`` (the
+    measurement id of the MindSpore cell a peer cell is the twin of; its own for MindSpore
+    cells), ``online`` (an online cell), ``layout`` (mode x workers), ``cache`` (the
     cache configuration; None without a cache), ``series`` (the configuration a colour
     stands for: each cache configuration, on each data set when they differ, is a series
     of its own; cells without a cache keep theirs), ``samples_per_s_at_p90`` and
     ``loaded``."""
     layout = [f"{mode} x{workers:.0f}" for mode, workers in zip(frame["mode"],
                                                                  frame["workers"])]
-    frame = frame.assign(layout=layout, cache=_cache_labels(frame),
+    backend = frame["backend"].fillna(DEFAULT_BACKEND)
+    frame = frame.assign(layout=layout, backend=backend,
+                         twin=[twin_id(m, b) for m, b in zip(frame["measurement_id"], backend)], cache=_cache_labels(frame),
                          online=[bool(((c or {}).get("online") or {}).get("stream"))
                                  for c in frame["run_config"]])
     ok = frame[frame["status"] == "ok"]
@@ -414,15 +447,16 @@ def _throughput(r: _Report) -> list[tuple]:
     table = table.assign(flag=[None if pd.isna(share) else "loaded" if loaded else "quiet"
                                for share, loaded in zip(table["other_cpu_fraction"],
                                                         table["loaded"])])
-    blocks.append(_table(table, r.run_column() + [
+    blocks.append(_table(r.with_peers(table), r.run_column() + [
         _key("model"), _LAYOUT, *_keys("hardware", "embedding"), _CACHE,
         *_keys("table_size", "sparse"), *_section("throughput", "memory", "machine"),
-        ("flag", "machine load", None)],
+        ("flag", "machine load", None), *_PEER_COLUMNS],
         f"Every ok cell. samples/s = global batch / median step; peak memory of the "
         f"whole process tree (all workers). Machine: the sgemm rate measured just before "
         f"the cell, the share of the machine's CPU other processes used while it trained "
         f"and the load average at its start; 'loaded': more than "
-        f"{LOADED_CPU_FRACTION:.0%} used by others, 'quiet': less."))
+        f"{LOADED_CPU_FRACTION:.0%} used by others, 'quiet': less. PyTorch columns (where "
+        f"the run measured the cell's PyTorch twin): see PyTorch peer."))
     blocks += _scaling_figures(r)
     pub = _published_table(r.published, r.models, ("samples_per_s",))
     if not pub.empty:
@@ -841,6 +875,59 @@ def _online(r: _Report) -> list[tuple]:
     ]
 
 
+_PEER_COLUMNS = [("peer_samples_per_s", "PyTorch samples/s", "{:,.0f}"),
+                 ("peer_ratio", "ours / PyTorch", "{:.2f}"),
+                 ("peer_auc_delta", "AUC − PyTorch's", "{:+.4f}")]
+PEER_INTRO = (
+    "Each model against its PyTorch twin (bench/peers: the same layers, initial "
+    "distributions, loss, batches from the same reader in the same order, and the same "
+    "step timing), measured in the same run. PyTorch takes its fastest correct path: "
+    "fused Adam for dense tables, sparse embeddings with SparseAdam for large ones (the "
+    "variant column says which, with its threads). One difference of substance: the "
+    "Wide&Deep wide part trains with FTRL here and with Adam in PyTorch, which has no "
+    "FTRL. On the same data and schedule the two reach AUCs within about 0.002 (a slow "
+    "test checks it); a larger gap points at a bug in one of them.")
+
+
+def _peers(r: _Report) -> list[tuple]:
+    """Every MindSpore cell with a PyTorch twin in its run: speed, roofline and AUC side
+    by side (medians over repeats)."""
+    if r.peer_medians.empty:
+        return []
+    ours = (r.ok.groupby(["run", "twin"], sort=False)
+            .agg(model=("model", "first"), run_config=("run_config", "first"),
+                 table_size=("table_size", "first"), sparse=("sparse", "first"),
+                 samples_per_s=("samples_per_s", "median"), auc=("auc", "median"),
+                 roofline_fraction=("roofline_fraction", "median"),
+                 rounds=("cell_id", "count"))
+            .reset_index())
+    both = r.with_peers(ours).dropna(subset=["peer_samples_per_s"])
+    if both.empty:
+        return []
+    both = both.assign(shape=[_model_shape(c) for c in both["run_config"]])
+    return [("h", 2, "PyTorch peer"), ("p", PEER_INTRO),
+            _table(both.sort_values(["model", "table_size"]), r.run_column() + [
+                _key("model"), ("shape", "embedding and layers", None),
+                *_keys("table_size", "sparse"), ("rounds", "rounds", None),
+                ("samples_per_s", "ours samples/s", "{:,.0f}"), *_PEER_COLUMNS[:2],
+                ("roofline_fraction", "ours roofline fraction", "{:.2f}"),
+                ("peer_roofline_fraction", "PyTorch roofline fraction", "{:.2f}"),
+                ("auc", "ours AUC", _F4), ("peer_auc", "PyTorch AUC", _F4),
+                _PEER_COLUMNS[2], ("peer_variant", "PyTorch variant", None)],
+                "Ours against PyTorch: medians over each side's rounds (repeats) in the "
+                "run; ratio > 1: ours is faster.")]
+
+
+def _model_shape(run_config: dict | None) -> str | None:
+    """A model's widths in a few words: "emb 16, 256-128" (", 3 cross" for DCN)."""
+    if not isinstance(run_config, dict):
+        return None
+    model = run_config.get("model_config") or {}
+    shape = (f"emb {model.get('emb_dim')}, "
+             + "-".join(map(str, model.get("deep_layers") or ())))
+    return shape + (f", {model['cross_layers']} cross" if "cross_layers" in model else "")
+
+
 def _roofline(r: _Report) -> list[tuple]:
     rows = r.ok.dropna(subset=["roofline_fraction"])
     if rows.empty:
@@ -889,7 +976,7 @@ def _environment(r: _Report) -> list[tuple]:
     blocks: list[tuple] = [("h", 2, "Environment")]
     envs = {run["run"]: run["records"][0]["env"] for run in r.runs if run["records"]}
     if envs:
-        table = pd.DataFrame({"key": list(ENV), **{run: [_env_value(env[k]) for k in ENV]
+        table = pd.DataFrame({"key": list(ENV), **{run: [_env_value(env.get(k)) for k in ENV]
                                                    for run, env in envs.items()}})
         blocks.append(_table(table, [(c, c, None) for c in table.columns],
                              "Machine and versions, from the first record of each run."))
@@ -967,7 +1054,8 @@ def build_blocks(run_paths: list[Path], published: list[dict] | None = None) -> 
     frame, runs = load_runs(run_paths)
     r = _Report(frame, runs, load_published() if published is None else published)
     return _numbered(_summary(r) + _quality(r) + _throughput(r) + _parallel_modes(r)
-                     + _hash_tables(r) + _embedding_cache(r) + _online(r) + _roofline(r)
+                     + _hash_tables(r) + _embedding_cache(r) + _online(r) + _peers(r)
+                     + _roofline(r)
                      + _problems(r)
                      + _environment(r) + _comparison(r))
 

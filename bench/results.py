@@ -120,6 +120,8 @@ ENV = _keys(
     Key("python", (str,), "Python version", required=True),
     Key("mindspore", (str,), "MindSpore version", required=True, nullable=True),
     Key("numpy", (str,), "numpy version", required=True, nullable=True),
+    Key("torch", (str,), "PyTorch version (the peers extra); null when not installed",
+        nullable=True),
     Key("os", (str,), "operating system and kernel", required=True),
     Key("cpu_model", (str,), "CPU name", required=True),
     Key("cores", (int,), "logical CPUs", required=True),
@@ -170,6 +172,10 @@ SPEC = _keys(
           "as it could)", required=False, nullable=True, label="rate", unit="rows/s"),
     _spec("online_publish_every_s", (int, float), "online: seconds between versions",
           required=False, nullable=True, label="publish every", unit="s"),
+    _spec("backend", str, "mindspore, or torch: the model's PyTorch twin (bench/peers); "
+          "absent in records older than the peers: mindspore", required=False),
+    _spec("peer_variant", str, "torch cells: the PyTorch version, optimizers and threads",
+          required=False, label="PyTorch variant"),
     _spec("measurement_id", str, "the id shared by the repeats of one measurement (the "
           "gate pools them)"),
     _spec("cell", dict, "the suite cell's definition (axes and config overrides)",

@@ -7,6 +7,7 @@ mappings or dotted names; grids use dotted names::
 
     description: text
     timeout_s: 900                       # per cell
+    rounds: 3                            # run every cell 3 times, round after round
     include: [cache]                     # the cells of other suites, as they define them
     fixed:                               # applies to every cell
       preset: cpu-small
@@ -19,8 +20,9 @@ mappings or dotted names; grids use dotted names::
       - {model: wide_deep, embedding.kind: hash, embedding.permit_filter_value: 3}
       - {model: wide_deep, parallel: {mode: hybrid, workers: 2}}
 
-Axes: ``model``, ``preset``, ``hardware`` (cpu, gpu, ascend), ``repeat`` (a repeated
-measurement of the same cell), ``data.rows``, ``data.vocab``, ``data.threshold``,
+Axes: ``model``, ``preset``, ``hardware`` (cpu, gpu, ascend), ``backend`` (mindspore, or
+torch: the PyTorch twin of the model, bench/peers), ``repeat`` (a repeated measurement of
+the same cell), ``data.rows``, ``data.vocab``, ``data.threshold``,
 ``data.seed``, ``data.zipf_exponent`` (the synthetic dataset), and ``SECTION.FIELD``
 for any field of the run's config. Every cell is validated by building its ``RunConfig``, so an unknown key or an
 impossible value is an error naming the file, the cell and the key. With
@@ -41,12 +43,13 @@ import yaml
 
 from bench.datasets import DataSpec
 from bench.job.hardware import HARDWARE
+from bench.peers import DEFAULT_BACKEND, check_backend
 from mindrec.config import (DEFAULT_PRESET, MODEL_CONFIGS, SECTIONS, ConfigError, RunConfig,
                             from_dict, reject_unknown, run_config_from_sections)
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-_SUITE_KEYS = {"description", "timeout_s", "include", "fixed", "grid", "cells"}
-_AXES = ("model", "preset", "hardware", "repeat")
+_SUITE_KEYS = {"description", "timeout_s", "rounds", "include", "fixed", "grid", "cells"}
+_AXES = ("model", "preset", "hardware", "backend", "repeat")
 # Fields that change which steps are timed or logged, not what is trained: left out of
 # the cell id.
 _NOT_IN_ID = {"train.warmup_steps", "train.log_every"}
@@ -75,6 +78,7 @@ class CellSpec:
     hardware: str = "cpu"
     repeat: int = 0
     data: DataSpec = field(default_factory=DataSpec)
+    backend: str = DEFAULT_BACKEND
     overrides: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -83,7 +87,7 @@ class CellSpec:
                               f"{', '.join(HARDWARE)}")
         if self.repeat < 0:
             raise ConfigError(f"repeat: must not be negative, got {self.repeat}")
-        _ = self.base_run  # validates model, preset and every override
+        check_backend(self.base_run, self.backend)  # validates model, preset, overrides
 
     @cached_property
     def base_run(self) -> RunConfig:
@@ -115,6 +119,7 @@ class CellSpec:
                 f"{run.parallel.workers}-{embedding}-r{self.data.rows}-v{self.data.vocab}"
                 f"-t{table}-b{run.train.batch_size}-{steps}-s{run.train.seed}-{self.preset}"
                 f"-{run.train.sparse.value}{extras}"
+                + (f"-{self.backend}" if self.backend != DEFAULT_BACKEND else "")
                 + (f"-rep{self.repeat}" if self.repeat else ""))
 
     def _extras(self) -> list[tuple[str, object]]:
@@ -145,7 +150,8 @@ class CellSpec:
     def to_dict(self) -> dict:
         """JSON-ready nested form; :func:`cell_from_dict` reads it back."""
         return {"model": self.model, "preset": self.preset, "hardware": self.hardware,
-                "repeat": self.repeat, "data": dataclasses.asdict(self.data),
+                "backend": self.backend, "repeat": self.repeat,
+                "data": dataclasses.asdict(self.data),
                 **{section: {k: _plain(v) for k, v in values.items()}
                    for section, values in self.overrides.items()}}
 
@@ -154,7 +160,7 @@ class CellSpec:
         (what ``--only`` matches)."""
         run = self.base_run
         values = {"model": self.model, "preset": self.preset, "hardware": self.hardware,
-                  "repeat": self.repeat,
+                  "backend": self.backend, "repeat": self.repeat,
                   **{f"data.{k}": v for k, v in dataclasses.asdict(self.data).items()}}
         for section in SECTIONS:
             config = getattr(run, section)
@@ -214,6 +220,7 @@ class _Axes:
     model: str
     preset: str = DEFAULT_PRESET
     hardware: str = "cpu"
+    backend: str = DEFAULT_BACKEND
     repeat: int = 0
 
 
@@ -299,6 +306,7 @@ def load_suite(name_or_path: str) -> Suite:
     if not cells and fixed:
         cells.append(cell_from_dict(fixed, f"{path}: fixed"))
     cells += _included(data.get("include") or [], path)
+    cells = _in_rounds(cells, data.get("rounds", 1), path)
     seen = set()
     for cell in cells:
         if cell.cell_id in seen:
@@ -313,6 +321,20 @@ def load_suite(name_or_path: str) -> Suite:
                           f"{data.get('timeout_s')!r}") from None
     return Suite(name=path.stem, description=str(data.get("description", "")),
                  timeout_s=timeout_s, cells=tuple(cells))
+
+
+def _in_rounds(cells: list[CellSpec], rounds, path: Path) -> list[CellSpec]:
+    """``cells`` ``rounds`` times over, round after round (repeat k in round k), so that
+    cells compared with each other are measured alternately, not one's repeats in a
+    row while the machine's load drifts."""
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ConfigError(f"{path}: rounds must be a whole number of at least 1, got "
+                          f"{rounds!r}")
+    if rounds == 1:
+        return cells
+    if any(cell.repeat for cell in cells):
+        raise ConfigError(f"{path}: rounds repeats every cell; leave the repeat axis unset")
+    return [dataclasses.replace(cell, repeat=k) for k in range(rounds) for cell in cells]
 
 
 def _included(names, path: Path) -> list[CellSpec]:

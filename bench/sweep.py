@@ -25,6 +25,7 @@ from bench.job.cell import unmeasured_record
 from bench.job.hardware import unavailable_reason
 from bench.job.lifetime import start_tied
 from bench.job.limits import record_limits
+from bench.peers import backend_unavailable
 from bench.results import (RecordError, append_record, metric, new_run_id, read_records,
                            validate)
 from bench.suite import CellSpec, Suite, select
@@ -43,7 +44,7 @@ def skip_reason(spec: CellSpec) -> str | None:
     if spec.base_run.online.enabled and spec.hardware != "cpu":
         return (f"online cells run on the CPU only (the online trainer and the serving "
                 f"process use MindSpore's CPU target); this cell asks for {spec.hardware}")
-    reason = unavailable_reason(spec.hardware)
+    reason = unavailable_reason(spec.hardware) or backend_unavailable(spec.backend)
     if reason:
         return reason
     table_size = spec.base_run.train.table_size

@@ -34,7 +34,8 @@ def run_cell(spec: CellSpec, data_dir: Path | None, run_id: str, suite: str | No
         record = train_and_measure(run, data_dir, hardware=spec.hardware, run_id=run_id,
                                    cell_id=spec.cell_id, measurement_id=spec.measurement_id,
                                    preset=spec.preset, suite=suite, limits=limits,
-                                   job_dir=job_dir, timeout_s=timeout_s)
+                                   job_dir=job_dir, timeout_s=timeout_s,
+                                   backend=spec.backend)
     except Unavailable as exc:
         return unmeasured_record(spec, run_id, suite, str(exc))
     except DistributedJobError as exc:
@@ -78,7 +79,7 @@ def summary_spec(spec: CellSpec) -> dict:
                          rows=data.rows, data_vocab=None,
                          table_size=spec.base_run.train.table_size, hardware=spec.hardware,
                          steps=spec.steps, preset=spec.preset,
-                         measurement_id=spec.measurement_id),
+                         measurement_id=spec.measurement_id, backend=spec.backend),
             "cell": spec.to_dict()}
 
 

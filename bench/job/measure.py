@@ -214,6 +214,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "mindspore": _version("mindspore"),
         "numpy": _version("numpy"),
+        "torch": _version("torch"),
         "os": f"{platform.system()} {platform.release()}",
         "cpu_model": cpu_model(),
         "cores": os.cpu_count(),

@@ -12,6 +12,7 @@ from bench.job.hardware import select_device
 from bench.job.limits import sgemm_gflops
 from bench.job.measure import OtherLoad, PeakMemorySampler, nvml_used_mb_probe
 from bench.job.parallel import run_parallel
+from bench.peers import DEFAULT_BACKEND
 from bench.results import new_record, new_run_id, now_iso
 from mindrec.config import ParallelMode, RunConfig
 from mindrec.data.dataset import open_dataset
@@ -28,7 +29,7 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
                       checkpoint_path: str | Path | None = None,
                       resume_from: str | Path | None = None,
                       progress: TextIO | None = sys.stderr, job_dir: str | Path | None = None,
-                      timeout_s: float = 3600.0) -> dict:
+                      timeout_s: float = 3600.0, backend: str = DEFAULT_BACKEND) -> dict:
     """Train ``run`` on ``data_dir``, evaluate on its test split, return a result record.
 
     ``limits`` (the run's measurement in force, :func:`bench.job.limits.read_limits`) adds
@@ -36,7 +37,8 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
     parallel run is an msrun job whose files go to ``job_dir`` (a temporary directory
     when None) and which is killed after ``timeout_s``. ``cell_id`` defaults to the model
     and dataset names, ``measurement_id`` (what repeats share) to ``cell_id``; ``preset``
-    is recorded as given.
+    is recorded as given. ``backend`` ``torch`` trains the model's PyTorch twin
+    (bench/peers) on the same batches instead.
 
     Raises :class:`bench.job.hardware.Unavailable` when ``hardware`` cannot be selected, and
     :class:`bench.job.launcher.DistributedJobError` when a parallel job fails.
@@ -48,12 +50,17 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
         raise ValueError("--checkpoint and --resume are for standalone runs (each worker of "
                          "a parallel run holds a different shard)")
     started_at = now_iso()
-    device = select_device(hardware)
+    peer = backend != DEFAULT_BACKEND
+    device = None if peer else select_device(hardware)
     # The same kernel as the run's limits, measured here just before training: the gate
     # normalises throughput by the machine's state at this moment, not at run start.
     cell_sgemm = sgemm_gflops(repeats=10)
+    peer_variant = None
     with OtherLoad() as load:
-        if parallel:
+        if peer:
+            result, quality, memory, peer_variant = _train_peer(run, data_dir, hardware,
+                                                                progress)
+        elif parallel:
             result, quality, memory = _train_parallel(run, data_dir, device, job_dir,
                                                       timeout_s)
         else:
@@ -92,15 +99,18 @@ def train_and_measure(run: RunConfig, data_dir: str | Path, *, hardware: str = "
     spec = spec_block(run, dataset=str(data_dir), rows=int(meta["rows"]["train"]),
                       data_vocab=int(meta["vocab_size"]), table_size=rows, hardware=hardware,
                       steps=result.steps, preset=preset,
-                      measurement_id=measurement_id or cell_id)
+                      measurement_id=measurement_id or cell_id, backend=backend)
     spec["sparse"] = use_sparse(run, rows)
+    if peer_variant is not None:
+        spec["peer_variant"] = peer_variant
     return new_record(run_id=run_id or new_run_id(), cell_id=cell_id, suite=suite,
                       spec=spec, metrics=metrics, started_at=started_at)
 
 
 def spec_block(run: RunConfig, *, dataset: str, rows: int, data_vocab: int | None,
                table_size: int | None, hardware: str, steps: int | None,
-               preset: str | None, measurement_id: str) -> dict:
+               preset: str | None, measurement_id: str,
+               backend: str = DEFAULT_BACKEND) -> dict:
     """The record's ``spec`` block of ``run`` (bench/results.py SPEC), with the facts of
     the dataset and the run that the config alone does not hold."""
     spec = {
@@ -113,7 +123,7 @@ def spec_block(run: RunConfig, *, dataset: str, rows: int, data_vocab: int | Non
         "permit_filter_value": run.embedding.permit_filter_value,
         "evict_filter_value": run.embedding.evict_filter_value,
         "capacity": run.embedding.capacity, "measurement_id": measurement_id,
-        "run_config": run.to_dict(),
+        "backend": backend, "run_config": run.to_dict(),
     }
     cache = run.cache
     if cache.enabled:
@@ -158,6 +168,21 @@ def _train_standalone(run: RunConfig, data_dir: Path, device: str, hardware: str
         "peak_rss_mb_per_worker": sampler.peak_rss_mb,
         "peak_anon_mb_per_worker": sampler.peak_anon_mb,
         "table_mb_per_worker": table_bytes(network) / 2**20, **extra}
+
+
+def _train_peer(run: RunConfig, data_dir: Path, hardware: str, progress: TextIO | None):
+    """Train and evaluate the model's PyTorch twin in this process: (TrainResult,
+    EvalResult, memory metrics, the PyTorch side's optimizers and threads)."""
+    from bench.peers.torch_train import train_torch
+    probe = nvml_used_mb_probe() if hardware == "gpu" else None
+    with PeakMemorySampler(device_probe=probe) as sampler:
+        result, quality, facts = train_torch(run, data_dir, hardware, progress)
+    return result, quality, {
+        "peak_rss_mb": sampler.peak_rss_mb, "peak_anon_mb": sampler.peak_anon_mb,
+        "peak_device_mb": sampler.peak_device_mb,
+        "peak_rss_mb_per_worker": sampler.peak_rss_mb,
+        "peak_anon_mb_per_worker": sampler.peak_anon_mb,
+        "table_mb_per_worker": facts["table_mb"]}, facts["variant"]
 
 
 def _train_parallel(run: RunConfig, data_dir: Path, device: str,

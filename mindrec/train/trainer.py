@@ -156,9 +156,8 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
     per_epoch = int(open_dataset(data_dir)["rows"]["train"]) // cfg.batch_size
     started = last_report = time.perf_counter()
     for epoch in range(result.steps // max(1, per_epoch), cfg.epochs):
-        epoch_batches = batches(data_dir, "train", cfg.batch_size, cfg.table_size,
-                                shuffle=True, seed=cfg.seed + epoch, drop_remainder=True)
-        epoch_batches = itertools.islice(epoch_batches, result.steps - epoch * per_epoch, None)
+        epoch_batches = itertools.islice(train_batches(run, data_dir, epoch),
+                                         result.steps - epoch * per_epoch, None)
         if index is not None:  # a cache stages the rows of the next batches
             epoch_batches = index.prefetch(epoch_batches)
         try:
@@ -173,23 +172,14 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
                 if checkpoint_path and cfg.checkpoint_every and (
                         result.steps % cfg.checkpoint_every == 0):
                     _save(network, checkpoint_path, step_fn, result)
-                now = time.perf_counter()
-                due = result.steps % cfg.log_every == 0 or now - last_report > 10
-                if progress is not None and due:
-                    last_report = now
-                    print(f"epoch {epoch + 1}/{cfg.epochs} step {result.steps} "
-                          f"loss {np.mean(result.losses[-cfg.log_every:]):.4f} "
-                          f"{result.samples_per_s:,.0f} samples/s", file=progress, flush=True)
+                last_report = report_progress(progress, run, epoch, result, last_report)
         finally:
             close = getattr(epoch_batches, "close", None)
             if close is not None:
                 close()  # stops a prefetch thread between epochs
         if cfg.max_steps is not None and result.steps >= cfg.max_steps:
             break
-    if result.steps - result.first_step <= cfg.warmup_steps:
-        raise ValueError(f"{data_dir}: {result.steps - result.first_step} full batches of "
-                         f"{cfg.batch_size} rows; more than warmup_steps={cfg.warmup_steps} "
-                         f"are needed to time")
+    check_timed(result, run, data_dir)
     result.wall_s = time.perf_counter() - started
     if checkpoint_path:
         _save(network, checkpoint_path, step_fn, result)
@@ -207,9 +197,8 @@ def _save(network, path, step_fn, result: TrainResult) -> None:
 
 def _train_step(step_fn, index, batch: list[np.ndarray], result: TrainResult,
                 warmup_steps: int) -> None:
-    """One timed step: keys to slots (hash tables), the compiled step, the index's step
-    counter; the first step of a process is its compile time, the next ``warmup_steps``
-    untimed."""
+    """One timed step (:func:`record_step`): keys to slots (hash tables), the compiled
+    step, the index's step counter."""
     keys, vals, labels = batch
     step_start = time.perf_counter()
     cpu_start = time.process_time()
@@ -217,8 +206,15 @@ def _train_step(step_fn, index, batch: list[np.ndarray], result: TrainResult,
     loss = float(step_fn(Tensor(ids), Tensor(vals), Tensor(labels)).asnumpy())
     if index is not None:
         index.advance()
-    elapsed = time.perf_counter() - step_start
-    cpu = time.process_time() - cpu_start
+    record_step(result, time.perf_counter() - step_start, time.process_time() - cpu_start,
+                loss, warmup_steps)
+
+
+def record_step(result: TrainResult, elapsed: float, cpu: float, loss: float,
+                warmup_steps: int) -> None:
+    """Count a step of ``elapsed`` wall and ``cpu`` process seconds that ended at
+    ``loss``: the first step of a process is its compile time, the next
+    ``warmup_steps`` are untimed; a loss that is not finite stops the run."""
     done_here = result.steps - result.first_step
     if done_here == 0:
         result.compile_s = elapsed
@@ -229,6 +225,37 @@ def _train_step(step_fn, index, batch: list[np.ndarray], result: TrainResult,
     result.losses.append(loss)
     if not np.isfinite(loss):
         raise FloatingPointError(f"loss became {loss} at step {result.steps}")
+
+
+def train_batches(run: RunConfig, data_dir: Path, epoch: int):
+    """The training batches of ``epoch`` (0-based): shuffled with a seed derived from
+    ``run.train.seed``, the last partial batch dropped so every step has one shape."""
+    cfg = run.train
+    return batches(data_dir, "train", cfg.batch_size, cfg.table_size, shuffle=True,
+                   seed=cfg.seed + epoch, drop_remainder=True)
+
+
+def report_progress(progress: TextIO | None, run: RunConfig, epoch: int,
+                    result: TrainResult, last_report: float) -> float:
+    """Print a progress line every ``log_every`` steps or 10 s; returns the time of the
+    last line printed."""
+    cfg = run.train
+    now = time.perf_counter()
+    if progress is None or not (result.steps % cfg.log_every == 0 or now - last_report > 10):
+        return last_report
+    print(f"epoch {epoch + 1}/{cfg.epochs} step {result.steps} "
+          f"loss {np.mean(result.losses[-cfg.log_every:]):.4f} "
+          f"{result.samples_per_s:,.0f} samples/s", file=progress, flush=True)
+    return now
+
+
+def check_timed(result: TrainResult, run: RunConfig, data_dir: Path) -> None:
+    """Raise ValueError when the run had no step past its warm-up to time."""
+    cfg = run.train
+    if result.steps - result.first_step <= cfg.warmup_steps:
+        raise ValueError(f"{data_dir}: {result.steps - result.first_step} full batches of "
+                         f"{cfg.batch_size} rows; more than warmup_steps={cfg.warmup_steps} "
+                         f"are needed to time")
 
 
 def evaluate(network, data_dir: Path, split: str = "test", batch_size: int = EVAL_BATCH,

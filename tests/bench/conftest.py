@@ -42,9 +42,10 @@ def record_factory():
     return make_record
 
 
-# One small suite that makes every kind of record a sweep writes: ok (static, a larger
-# table, hash tables, hash tables through the cache with all its tiers, a 2-worker hybrid
-# job), skipped (absent hardware) and failed (a batch larger than the data). Run once per session and shared by the tests that read it.
+# One small suite that makes every kind of record a sweep writes: ok (static, its PyTorch
+# twin, a larger table, hash tables, hash tables through the cache with all its tiers, a
+# 2-worker hybrid job), skipped (absent hardware) and failed (a batch larger than the
+# data). Run once per session and shared by the tests that read it.
 TINY_SUITE = """
 timeout_s: 300
 fixed:
@@ -52,6 +53,7 @@ fixed:
   train: {batch_size: 200, max_steps: 8, warmup_steps: 2}
 cells:
   - {model: wide_deep}
+  - {model: wide_deep, backend: torch}
   - {model: dcn, train.table_size: 50000}
   - {model: wide_deep, embedding: {kind: hash, permit_filter_value: 2, evict_filter_value: 5}}
   - {model: wide_deep, parallel: {mode: hybrid, workers: 2}}

@@ -53,6 +53,9 @@ def test_bad_config_is_a_clear_error(tiny_data, capsys):
     (["--set", "model_config.lr=-0.1"], "lr must be positive"),
     (["--set", "train.nope=1"], "unknown key.*nope"),
     (["--set", "emb_dim=4"], "SECTION.FIELD=VALUE"),
+    (["--backend", "torch", "--embedding", "hash"], "backend torch: .*embedding.kind hash"),
+    (["--backend", "torch", "--checkpoint", "c"], "--checkpoint and --resume are for the "
+                                                  "mindspore backend"),
 ])
 def test_options_that_do_not_apply_are_errors(tiny_data, capsys, args, message):
     """Zero is never "unset" and no option is silently ignored (nothing trains)."""

@@ -397,6 +397,9 @@ def test_report_of_a_real_sweep(tiny_sweep, tmp_path, published):
     assert [(row["device rows"], row["tiers behind"]) for row in cache] == [
         ("1,200", "host+remote+ssd")]
     assert float(cache[0]["device hit rate"].rstrip("%")) > 0
+    (peer,) = md_rows(section(md, "PyTorch peer"), "model")
+    assert peer["model"] == "wide_deep" and peer["rounds"] == "1"
+    assert float(peer["ours / PyTorch"]) > 0 and "fused Adam" in peer["PyTorch variant"]
 
 
 # The embedding cache section.
@@ -682,3 +685,50 @@ def test_online_cells_have_their_own_section_and_no_other(tmp_path, published,
     for name in ("auc", "throughput", "memory"):  # only the dcn cell there
         assert set(legend_colours(drawn[name])) - {"Bayes-optimal AUC"} == {
             "dcn / standalone x1 / static"}
+
+
+# The PyTorch peer.
+
+def peer_cell(make, twin: dict, speed: float, auc: float, repeat: int = 0) -> dict:
+    """The PyTorch twin of the ``cell`` record ``twin``, measured at ``speed`` samples/s."""
+    cell_id = twin["spec"]["measurement_id"] + "-torch" + (f"-rep{repeat}" if repeat else "")
+    spec = {k: twin["spec"][k] for k in ("model", "table_size", "data_vocab", "mode",
+                                         "workers", "embedding")}
+    return make(run_id=twin["run_id"], cell_id=cell_id,
+                spec={**spec, "backend": "torch",
+                      "peer_variant": "torch 2.13.0+cpu, fused Adam, 2 threads"},
+                metrics={"samples_per_s": speed, "auc": auc, "roofline_fraction": 0.5})
+
+
+def test_peer_cells_are_a_column_and_a_section_of_their_own(tmp_path, published,
+                                                            record_factory):
+    ours = [cell(record_factory, model="dcn", auc=0.79, repeat=k) for k in range(3)]
+    lone = cell(record_factory, model="wide_deep")
+    peers = [peer_cell(record_factory, ours[0], speed, auc, k)
+             for k, (speed, auc) in enumerate([(5000.0, 0.785), (4000.0, 0.786),
+                                               (100.0, 0.7)])]
+    run = store(tmp_path / "runs" / "r1.jsonl", [*ours, lone, *peers])
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    throughput = md_rows(section(md, "Throughput and memory"), "model")
+    assert len(throughput) == 4  # peer cells are not rows of their own
+    by_model = {}
+    for row in throughput:
+        by_model.setdefault(row["model"], []).append(row)
+    # The median of the twin's three rounds: 4,000 samples/s, AUC 0.785.
+    assert {row["PyTorch samples/s"] for row in by_model["dcn"]} == {"4,000"}
+    assert {row["AUC − PyTorch's"] for row in by_model["dcn"]} == {"+0.0050"}
+    assert by_model["wide_deep"][0]["PyTorch samples/s"] == "—"
+    (row,) = md_rows(section(md, "PyTorch peer"), "model")
+    ratio = 7000.0 / (1 + 200_000 / 1e7) / 4000.0
+    assert (row["rounds"], row["ours / PyTorch"]) == ("3", f"{ratio:.2f}")
+    assert row["PyTorch variant"].startswith("torch 2.13.0+cpu, fused Adam")
+    assert "FTRL" in section(md, "PyTorch peer")
+    # Peer cells stay out of every other section: their AUCs are not in Quality.
+    assert all(row["cells"] == "3" for row in md_rows(section(md, "Quality"), "model")
+               if row["model"] == "dcn")
+
+
+def test_no_peer_section_without_peer_cells(tmp_path, published, record_factory):
+    run = standard_run(record_factory, tmp_path / "runs")
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    assert "## PyTorch peer" not in md and "PyTorch samples/s" not in md

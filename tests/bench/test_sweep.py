@@ -27,6 +27,8 @@ def by_cell(store) -> dict[str, dict]:
             key += "/cache"
         if spec["table_size"] == 50000:
             key += "/t50000"
+        if spec.get("backend", "mindspore") != "mindspore":
+            key += f"/{spec['backend']}"
         keys[key] = r
     return keys
 
@@ -34,9 +36,9 @@ def by_cell(store) -> dict[str, dict]:
 def test_sweep_records_every_cell(tiny_sweep):
     results, store = tiny_sweep
     records = by_cell(store)
-    assert len(records) == 8 == len(read_records(store))
+    assert len(records) == 9 == len(read_records(store))
     ok = [r for r in records.values() if r["status"] == "ok"]
-    assert len(ok) == 5
+    assert len(ok) == 6
     assert records["dcn/cpu/200/t50000"]["spec"]["table_size"] == 50000
     for r in ok:
         assert r["spec"]["steps"] == 8 and metric(r, "samples_per_s") > 0
@@ -72,6 +74,10 @@ def test_every_record_kind_carries_its_own_keys(tiny_sweep):
     assert metric(cached, "cache_host_mb_written") > 0  # rows went down the tiers
     assert metric(cached, "cache_belady_hit_rate_unique") >= metric(
         cached, "cache_lru_hit_rate_unique")
+    peer, ours = records["wide_deep/cpu/200/torch"], records["wide_deep/cpu/200"]
+    assert peer["spec"]["peer_variant"].startswith("torch 2.13")
+    assert ours["spec"]["backend"] == "mindspore" and "peer_variant" not in ours["spec"]
+    assert peer["env"]["torch"].startswith("2.13")
     for status in ("skipped", "failed"):
         record = next(r for r in records.values() if r["status"] == status)
         assert record["metrics"] == {} and record["spec"]["measurement_id"]
