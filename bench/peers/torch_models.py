@@ -3,7 +3,8 @@
 Same inputs (value-scaled field embeddings of ``(ids, vals)``), same layers, same
 initial distributions (tables N(0, std^2), wide weights zero, dense layers PyTorch's
 defaults, which MindSpore 2.x's ``nn.Dense`` shares), same loss (mean sigmoid
-cross-entropy plus the model's penalty). The optimizers are PyTorch's fastest correct
+cross-entropy, Wide&Deep's L2 penalty entering through its gradient only, as
+``mindrec.models.blocks.L2Gradient`` does). The optimizers are PyTorch's fastest correct
 ones (:func:`optimizers`); the one difference of substance is the Wide&Deep wide part,
 trained with FTRL on MindSpore and with Adam here (PyTorch has no FTRL).
 """
@@ -41,8 +42,8 @@ def _scaled_rows(table: nn.Embedding, ids, vals):
 
 
 class TorchWideDeep(nn.Module):
-    """Wide&Deep (see ``mindrec.models.wide_deep``): logits (B, 1) and the L2 penalty
-    on the deep rows looked up in the batch."""
+    """Wide&Deep (see ``mindrec.models.wide_deep``): logits (B, 1); training adds the
+    gradient of the L2 penalty on the deep rows looked up in the batch."""
 
     def __init__(self, config: WideDeepConfig, rows: int, sparse: bool,
                  num_fields: int = NUM_FIELDS):
@@ -57,14 +58,15 @@ class TorchWideDeep(nn.Module):
     def forward(self, ids, vals):
         wide = (self.wide_table(ids).squeeze(-1) * vals).sum(1, keepdim=True) + self.wide_bias
         rows = _scaled_rows(self.deep_table, ids, vals)
-        deep = self.deep_head(self.deep_tower(rows.flatten(1)))
-        penalty = self.deep_l2 * rows.square().sum() / rows.shape[0]
-        return wide + deep, penalty
+        if rows.requires_grad and self.deep_l2:
+            scale = 2.0 * self.deep_l2 / rows.shape[0]
+            kept = rows.detach()
+            rows.register_hook(lambda grad: grad + scale * kept)
+        return wide + self.deep_head(self.deep_tower(rows.flatten(1)))
 
 
 class TorchDCN(nn.Module):
-    """Deep & Cross Network (see ``mindrec.models.dcn``): logits (B, 1) and a zero
-    penalty."""
+    """Deep & Cross Network (see ``mindrec.models.dcn``): logits (B, 1)."""
 
     def __init__(self, config: DCNConfig, rows: int, sparse: bool,
                  num_fields: int = NUM_FIELDS):
@@ -82,11 +84,21 @@ class TorchDCN(nn.Module):
 
     def forward(self, ids, vals):
         x0 = _scaled_rows(self.table, ids, vals).flatten(1)
-        x = x0
-        for w, b in zip(self.cross_w, self.cross_b):
-            x = x0 * (x @ w) + b + x
-        logits = self.head(torch.cat((x, self.deep_tower(x0)), 1))
-        return logits, logits.new_zeros(())
+        return self.head(torch.cat((self._cross(x0), self.deep_tower(x0)), 1))
+
+    def _cross(self, x0):
+        """The cross layers in the factored form of ``mindrec.models.blocks.CrossNet``
+        (the same function and gradients as the layer-by-layer form)."""
+        if not len(self.cross_w):
+            return x0
+        projections = x0 @ torch.cat(tuple(self.cross_w), 1)
+        scale = x0.new_ones((x0.shape[0], 1))
+        bias_sum = x0.new_zeros((1, x0.shape[1]))
+        for i, (w, b) in enumerate(zip(self.cross_w, self.cross_b)):
+            dot = scale * projections[:, i:i + 1] + bias_sum @ w
+            scale = scale + dot
+            bias_sum = bias_sum + b
+        return x0 * scale + bias_sum
 
 
 MODELS = {"wide_deep": TorchWideDeep, "dcn": TorchDCN}

@@ -77,8 +77,7 @@ def fit_torch(module, opts, run: RunConfig, data_dir: Path, device,
             result.input_s += time.perf_counter() - fetch_start
             step_start, cpu_start = time.perf_counter(), time.process_time()
             ids, vals, labels = (torch.from_numpy(a).to(device) for a in batch)
-            logits, penalty = module(ids, vals)
-            loss = F.binary_cross_entropy_with_logits(logits, labels) + penalty
+            loss = F.binary_cross_entropy_with_logits(module(ids, vals), labels)
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -102,8 +101,8 @@ def evaluate_torch(module, data_dir: Path, device, table_size: int | None,
     preds, labels = [], []
     with torch.no_grad():
         for ids, vals, lab in batches(data_dir, split, EVAL_BATCH, table_size):
-            logits, _ = module(torch.from_numpy(ids).to(device),
-                               torch.from_numpy(vals).to(device))
+            logits = module(torch.from_numpy(ids).to(device),
+                            torch.from_numpy(vals).to(device))
             preds.append(torch.sigmoid(logits)[:, 0].cpu().numpy())
             labels.append(lab[:, 0])
     if not preds:

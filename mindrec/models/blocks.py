@@ -28,6 +28,30 @@ class FeatureEmbedding(nn.Cell):
         return self.table(ids) * ops.expand_dims(vals, -1)
 
 
+class L2Gradient(nn.Cell):
+    """Identity in the forward pass; the backward pass adds ``2 * scale / B * x`` to
+    the gradient flowing into ``x`` (B = its first dimension): the gradient of the
+    penalty ``scale * sum(x^2) / B``, applied without computing the penalty's value.
+
+    On CPU the value (a square and a full reduction over the batch's rows) cost a
+    tenth of Wide&Deep's step for a number nobody reads: at the presets' scale it is
+    below 1e-5 of the loss.
+
+    Shapes:
+        x (B, ...) -> (B, ...).
+    """
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def construct(self, x):
+        return x
+
+    def bprop(self, x, out, dout):
+        return (dout + (2.0 * self.scale / x.shape[0]) * x,)
+
+
 class MLP(nn.Cell):
     """Dense layers with ReLU between them: in_dim -> layers[0] -> ... -> layers[-1].
 
@@ -59,6 +83,15 @@ def mlp_flops(in_dim: int, layers: tuple[int, ...]) -> int:
 class CrossNet(nn.Cell):
     """DCN cross layers: ``x_{l+1} = x0 * (x_l . w_l) + b_l + x_l``.
 
+    Computed in the equivalent factored form: every ``x_l`` is ``x0 * a_l + B_l`` with a
+    per-sample scalar ``a_l`` (``a_0 = 1``) and the bias sum ``B_l = b_0 + ... +
+    b_{l-1}``, so ``x_l . w_l = a_l (x0 . w_l) + B_l . w_l`` and ``a_{l+1} = a_l +
+    x_l . w_l``. One matmul projects x0 on every ``w_l``; the layers then work on (B, 1)
+    scalars, and only the output touches (B, dim) again. The same function and
+    gradients as the layer-by-layer form, in about a tenth of its elementwise work:
+    on CPU the layer-by-layer form spent a third of DCN's step on (B, dim) elementwise
+    ops for under 1% of its FLOPs.
+
     Shapes:
         x0 (B, dim) -> (B, dim).
     """
@@ -67,18 +100,28 @@ class CrossNet(nn.Cell):
         super().__init__()
         std = 1.0 / math.sqrt(dim)
         self.n_layers = n_layers
+        self.dim = dim
         self.weights = nn.CellList([_CrossWeight(dim, std) for _ in range(n_layers)])
+        # The primitive, not ops.matmul, whose gradient transposes its operands.
+        self.matmul = ops.MatMul()
 
     @staticmethod
     def flops(dim: int, n_layers: int) -> int:
-        """Forward FLOPs per sample: a dot product, a scale and two adds per layer."""
+        """Forward FLOPs per sample of the layer-by-layer form: a dot product, a scale
+        and two adds per layer (the nominal count the roofline uses)."""
         return n_layers * 5 * dim
 
     def construct(self, x0):
-        x = x0
-        for layer in self.weights:
-            x = x0 * ops.matmul(x, layer.w) + layer.b + x
-        return x
+        if self.n_layers == 0:
+            return x0
+        projections = self.matmul(x0, ops.concat([layer.w for layer in self.weights], 1))
+        scale = ops.ones((x0.shape[0], 1), x0.dtype)
+        bias_sum = ops.zeros((1, self.dim), x0.dtype)
+        for i, layer in enumerate(self.weights):
+            dot = scale * projections[:, i:i + 1] + self.matmul(bias_sum, layer.w)
+            scale = scale + dot
+            bias_sum = bias_sum + layer.b
+        return x0 * scale + bias_sum
 
 
 class _CrossWeight(nn.Cell):

@@ -23,7 +23,7 @@ class DCN(nn.Cell):
         num_fields (int): fields per sample (39 for Criteo).
 
     Shapes:
-        ids (B, F) int32, vals (B, F) float32 -> logits (B, 1), penalty () float32 (0).
+        ids (B, F) int32, vals (B, F) float32 -> logits (B, 1).
     """
 
     def __init__(self, config: DCNConfig, tables: TableFactory, num_fields: int = NUM_FIELDS):
@@ -40,7 +40,7 @@ class DCN(nn.Cell):
         rows = self.embedding(ids, vals)
         x0 = ops.reshape(rows, (rows.shape[0], -1))
         both = ops.concat((self.cross(x0), self.deep_tower(x0)), 1)
-        return self.head(both), ops.zeros((), rows.dtype)
+        return self.head(both)
 
     @staticmethod
     def flops_per_sample(config: DCNConfig, num_fields: int = NUM_FIELDS) -> int:

@@ -1,6 +1,6 @@
 """Model registry: name -> network class. Every model takes (config, tables), where
 ``tables`` is a :class:`~mindrec.embedding.tables.TableFactory`, and returns
-``(logits, penalty)`` from ``construct(ids, vals)`` and its optimizers from
+its logits from ``construct(ids, vals)`` and its optimizers from
 ``optimizers()``."""
 from __future__ import annotations
 

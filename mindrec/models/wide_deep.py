@@ -8,7 +8,9 @@ Deviation from the original, on purpose: the L2 penalty (``deep_l2``) applies to
 deep rows looked up in the batch rather than to the whole deep table on every step.
 Penalising the whole table makes every step's gradient table-sized, which FACTS.md
 measures as the main reason the original network is slower; per-row decay keeps the
-gradient sparse. Loss scaling (1024 in the original) is omitted: training is fp32.
+gradient sparse. The penalty enters through its gradient only (:class:`L2Gradient`), so
+the loss reported is the data loss. Loss scaling (1024 in the original) is omitted:
+training is fp32.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from mindspore.common.initializer import Zero, initializer
 from mindrec.config import WideDeepConfig
 from mindrec.data.criteo import NUM_FIELDS
 from mindrec.embedding.tables import TableFactory
-from mindrec.models.blocks import MLP, FeatureEmbedding, mlp_flops
+from mindrec.models.blocks import MLP, FeatureEmbedding, L2Gradient, mlp_flops
+from mindrec.models.optimizers import DenseFTRL
 
 
 class WideDeep(nn.Cell):
@@ -31,7 +34,7 @@ class WideDeep(nn.Cell):
         num_fields (int): fields per sample (39 for Criteo).
 
     Shapes:
-        ids (B, F) int32, vals (B, F) float32 -> logits (B, 1), penalty () float32.
+        ids (B, F) int32, vals (B, F) float32 -> logits (B, 1).
     """
 
     def __init__(self, config: WideDeepConfig, tables: TableFactory,
@@ -46,15 +49,14 @@ class WideDeep(nn.Cell):
         self.deep_embedding = FeatureEmbedding(tables(config.emb_dim, config.init_std))
         self.deep_tower = MLP(num_fields * config.emb_dim, config.deep_layers)
         self.deep_head = nn.Dense(self.deep_tower.out_dim, 1)
-        self.deep_l2 = config.deep_l2
+        self.deep_l2 = L2Gradient(config.deep_l2)
 
     def construct(self, ids, vals):
         wide = ops.reduce_sum(ops.squeeze(self.wide_table(ids), -1) * vals, 1)
         wide = ops.expand_dims(wide, -1) + self.wide_bias
-        rows = self.deep_embedding(ids, vals)
+        rows = self.deep_l2(self.deep_embedding(ids, vals))
         deep = self.deep_head(self.deep_tower(ops.reshape(rows, (rows.shape[0], -1))))
-        penalty = self.deep_l2 * ops.reduce_sum(ops.square(rows)) / rows.shape[0]
-        return wide + deep, penalty
+        return wide + deep
 
     @staticmethod
     def flops_per_sample(config: WideDeepConfig, num_fields: int = NUM_FIELDS) -> int:
@@ -67,15 +69,17 @@ class WideDeep(nn.Cell):
         """Table values per id: a deep row of ``emb_dim`` plus one wide weight."""
         return config.emb_dim + 1
 
-    def optimizers(self) -> list[nn.Optimizer]:
-        """FTRL on the wide part, (Lazy)Adam on the deep part, as in the original."""
+    def optimizers(self) -> list[nn.Cell]:
+        """FTRL on the wide part, (Lazy)Adam on the deep part, as in the original (FTRL
+        in elementwise ops when the wide table is dense: :class:`DenseFTRL`)."""
         cfg = self.config
         wide = [self.wide_table.table, self.wide_bias]
         wide_ids = {id(p) for p in wide}
         deep = [p for p in self.trainable_params() if id(p) not in wide_ids]
         adam = nn.LazyAdam if self.deep_embedding.table.sparse else nn.Adam
+        ftrl = nn.FTRL if self.wide_table.sparse else DenseFTRL
         return [
-            nn.FTRL(wide, learning_rate=cfg.wide_lr, l1=cfg.ftrl_l1, l2=cfg.ftrl_l2,
-                    initial_accum=cfg.ftrl_initial_accum),
+            ftrl(wide, learning_rate=cfg.wide_lr, l1=cfg.ftrl_l1, l2=cfg.ftrl_l2,
+                 initial_accum=cfg.ftrl_initial_accum),
             adam(deep, learning_rate=cfg.deep_lr, eps=cfg.adam_eps),
         ]

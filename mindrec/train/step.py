@@ -2,7 +2,7 @@
 
 FACTS.md measured the fastest correct MindSpore 2.10 CPU path: ``value_and_grad`` called
 inside a GRAPH-mode ``Cell.construct`` with the optimizers as Cells (1.5-2x faster than
-the same step under ``ms.jit``). Each model returns ``(logits, penalty)`` and lists its
+the same step under ``ms.jit``). Each model returns its logits and lists its
 optimizers; the step splits the gradient tuple between them.
 """
 from __future__ import annotations
@@ -16,8 +16,9 @@ from mindrec.train.distributed import GradientMean
 
 
 class LossCell(nn.Cell):
-    """Mean sigmoid cross-entropy of the logits plus the model's penalty term (and, with
-    ``with_predictions``, the click probabilities of the forward pass beside it)."""
+    """Mean sigmoid cross-entropy of the logits (and, with ``with_predictions``, the
+    click probabilities of the forward pass beside it). Penalties enter the gradient
+    inside the models (:class:`mindrec.models.blocks.L2Gradient`)."""
 
     def __init__(self, network: nn.Cell, with_predictions: bool = False):
         super().__init__(auto_prefix=False)
@@ -26,8 +27,8 @@ class LossCell(nn.Cell):
         self.with_predictions = with_predictions
 
     def construct(self, ids, vals, labels):
-        logits, penalty = self.network(ids, vals)
-        loss = self.bce(logits, labels) + penalty
+        logits = self.network(ids, vals)
+        loss = self.bce(logits, labels)
         if self.with_predictions:
             return loss, ops.sigmoid(logits)
         return loss
@@ -88,8 +89,7 @@ class Predict(nn.Cell):
         self.network = network
 
     def construct(self, ids, vals):
-        logits, _ = self.network(ids, vals)
-        return ops.sigmoid(logits)
+        return ops.sigmoid(self.network(ids, vals))
 
 
 def use_device(device: str) -> None:

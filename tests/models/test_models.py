@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from mindspore import Tensor
+from mindspore import Tensor, ops
 
 from mindrec.config import build_run_config
 from mindrec.models.blocks import CrossNet
@@ -23,9 +23,8 @@ def batch(n=8, seed=0):
 def test_forward_shapes(model, sparse):
     configure_runtime(0)
     run = build_run_config(model, "cpu-small", train_overrides={"sparse": sparse})
-    logits, penalty = build_model(run, VOCAB)(*batch())
+    logits = build_model(run, VOCAB)(*batch())
     assert logits.shape == (8, 1)
-    assert penalty.shape == ()
     assert np.isfinite(logits.asnumpy()).all()
 
 
@@ -38,7 +37,7 @@ def test_wide_deep_optimizers_split_wide_and_deep():
     assert wide == {net.wide_table.table.name, net.wide_bias.name}
     assert not wide & deep
     assert wide | deep == {p.name for p in net.trainable_params()}
-    assert type(ftrl).__name__ == "FTRL" and type(adam).__name__ == "Adam"
+    assert type(ftrl).__name__ == "DenseFTRL" and type(adam).__name__ == "Adam"
 
 
 def test_sparse_tables_use_lazy_adam():
@@ -54,21 +53,46 @@ def test_embeddings_are_scaled_by_values():
     net = build_model(build_run_config("wide_deep", "cpu-small"), VOCAB)
     ids, _ = batch(2)
     zeros = Tensor(np.zeros((2, 39), np.float32))
-    logits_a, penalty = net(ids, zeros)
-    logits_b, _ = net(Tensor(np.zeros((2, 39), np.int32)), zeros)
+    logits_a = net(ids, zeros)
+    logits_b = net(Tensor(np.zeros((2, 39), np.int32)), zeros)
     np.testing.assert_allclose(logits_a.asnumpy(), logits_b.asnumpy(), rtol=1e-6)
-    assert float(penalty.asnumpy()) == 0.0
 
 
-def test_cross_layer_formula():
-    configure_runtime(0)
-    cross = CrossNet(4, 2)
-    x0 = np.random.default_rng(1).random((3, 4)).astype(np.float32)
+def _layer_by_layer(cross, x0):
+    """The cross layers as the paper writes them, one (B, dim) layer at a time."""
     x = x0
     for layer in cross.weights:
-        w, b = layer.w.asnumpy(), layer.b.asnumpy()
-        x = x0 * (x @ w) + b + x
-    np.testing.assert_allclose(cross(Tensor(x0)).asnumpy(), x, rtol=1e-5)
+        x = x0 * ops.matmul(x, layer.w) + layer.b + x
+    return x
+
+
+@pytest.mark.parametrize("layers", [0, 1, 3])
+def test_cross_layer_formula_and_its_gradients(layers):
+    """The factored CrossNet is the paper's layers: same output, and the same gradient
+    with respect to x0 and every weight and bias (biases made non-zero)."""
+    configure_runtime(0)
+    rng = np.random.default_rng(1)
+    cross = CrossNet(4, layers)
+    for layer in cross.weights:
+        layer.b.set_data(Tensor(rng.normal(0, 0.5, 4).astype(np.float32)))
+    x0 = Tensor(rng.random((3, 4)).astype(np.float32))
+    expected = _layer_by_layer(cross, x0)
+    np.testing.assert_allclose(cross(x0).asnumpy(), expected.asnumpy(), rtol=1e-5,
+                               atol=1e-6)
+    weights = Tensor(rng.normal(size=(3, 4)).astype(np.float32))
+    params = cross.trainable_params()
+
+    def factored(x):
+        return ops.reduce_sum(cross(x) * weights)
+
+    def plain(x):
+        return ops.reduce_sum(_layer_by_layer(cross, x) * weights)
+
+    (dx, dparams), (dx_plain, dparams_plain) = (
+        ops.grad(f, grad_position=0, weights=params)(x0) for f in (factored, plain))
+    np.testing.assert_allclose(dx.asnumpy(), dx_plain.asnumpy(), rtol=1e-4, atol=1e-6)
+    for got, want in zip(dparams, dparams_plain):
+        np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-6)
 
 
 def test_sparse_auto_threshold():
@@ -83,3 +107,22 @@ def test_sparse_auto_threshold():
     # Data parallel averages gradients with AllReduce: dense only.
     assert not use_sparse(run(SparseMode.AUTO, mode="data_parallel", workers=2), 10_000_000)
     assert use_sparse(run(SparseMode.AUTO, mode="hybrid", workers=2), 10_000_000)
+
+
+def test_l2_gradient_adds_the_penalty_gradient_and_nothing_to_the_forward():
+    """d/dx of sum(w * L2Gradient(s)(x)) is w + 2 s / B x: the gradient of
+    sum(w * x) + s * sum(x^2) / B; the forward pass is x itself."""
+    from mindrec.models.blocks import L2Gradient
+    configure_runtime(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3, 2)).astype(np.float32)
+    w = rng.normal(size=(4, 3, 2)).astype(np.float32)
+    penalised = L2Gradient(0.3)
+    np.testing.assert_array_equal(penalised(Tensor(x)).asnumpy(), x)
+    weights = Tensor(w)
+
+    def weighted_sum(t):
+        return ops.reduce_sum(penalised(t) * weights)
+
+    grad = ops.grad(weighted_sum)(Tensor(x))
+    np.testing.assert_allclose(grad.asnumpy(), w + 2 * 0.3 / 4 * x, rtol=1e-6)
