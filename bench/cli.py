@@ -17,6 +17,7 @@ from bench.services import ServiceError
 from mindrec.config import (ConfigError, EmbeddingConfig, EmbeddingKind, ParallelConfig,
                             ParallelMode, SparseMode, TrainConfig)
 from mindrec.data.criteo import DEFAULT_THRESHOLD, DENSE_TRANSFORMS
+from mindrec.data.download import DATASETS, DownloadError
 from mindrec.data.synthetic import SyntheticSpec
 from mindrec.stream.kafka import StreamError
 
@@ -45,6 +46,18 @@ def _data_convert(args) -> int:
           + (f", Bayes-optimal test AUC {meta['bayes_auc']:.4f}" if "bayes_auc" in meta else "")
           + (f"; {len(meta['warnings'])} warning(s), printed above and kept in meta.json"
              if meta["warnings"] else ""))
+    return 0
+
+
+def _data_download(args) -> int:
+    from mindrec.data.download import download_dataset, parse_days
+    days = parse_days(args.days) if args.days else None
+    paths = download_dataset(args.dataset, args.out, days=days, base_url=args.base_url,
+                             progress=sys.stderr, retries=args.retries)
+    for path in paths:
+        print(f"{path}: {path.stat().st_size:,} bytes")
+    print("next: mindrec-bench data convert --input FILE --out DIR (extract the Kaggle "
+          ".tar.gz's train.txt first)")
     return 0
 
 
@@ -204,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
                             f"{SyntheticSpec.zipf_exponent})")
     synth.add_argument("--out", type=Path, required=True)
     synth.set_defaults(func=_data_synth)
+
+    down = data_verbs.add_parser(
+        "download", help="download Criteo (Kaggle or 1TB): resumable, verified",
+        description="Download a public Criteo dataset into --out. Each file is written to "
+                    "FILE.part and renamed when whole (and its sha256 matches, where the "
+                    "server publishes one); an interrupted download resumes where it "
+                    "stopped, when run again too.")
+    down.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    down.add_argument("--days", help="criteo-1tb: the days, e.g. 0-3,7 (default: all 24)")
+    down.add_argument("--out", type=Path, required=True)
+    down.add_argument("--base-url", help="a mirror to download from instead of the "
+                                         "dataset's host")
+    down.add_argument("--retries", type=int, default=5,
+                      help="resume a dropped connection this many times (default 5)")
+    down.set_defaults(func=_data_download)
 
     conv = data_verbs.add_parser("convert", help="convert raw Criteo text to MindRecord")
     conv.add_argument("--input", type=Path, required=True,
@@ -368,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     except DistributedJobError as exc:
         print(f"mindrec-bench: parallel job failed: {exc}", file=sys.stderr)
         return 1
-    except (StreamError, ServiceError) as exc:
+    except (StreamError, ServiceError, DownloadError) as exc:
         print(f"mindrec-bench: error: {exc}", file=sys.stderr)
         return 2
 
