@@ -102,6 +102,24 @@ def _check_not_negative(where: str, **values: float) -> None:
 
 
 @dataclass(frozen=True)
+class DeepFMConfig:
+    """DeepFM: a factorization machine (first-order weights and pairwise interactions of
+    the field embeddings) beside an MLP on the same embeddings, one Adam for all."""
+
+    emb_dim: int = 80
+    deep_layers: tuple[int, ...] = (1024, 512, 256, 128)
+    deep_l2: float = 8e-5
+    lr: float = 5e-4
+    adam_eps: float = 5e-8
+    init_std: float = 0.01
+
+    def __post_init__(self):
+        _check_widths("model_config", self.emb_dim, self.deep_layers)
+        _check_positive("model_config", lr=self.lr, adam_eps=self.adam_eps)
+        _check_not_negative("model_config", deep_l2=self.deep_l2, init_std=self.init_std)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Loop settings shared by all models."""
 
@@ -316,7 +334,8 @@ class OnlineConfig:
         return self.stream
 
 
-MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig}
+MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig,
+                                  "deepfm": DeepFMConfig}
 # The sections of a run that files, suite cells and the command line override, by the
 # names of RunConfig's fields.
 SECTIONS = ("model_config", "train", "embedding", "parallel", "cache", "online")
@@ -326,6 +345,7 @@ PRESETS: dict[str, dict[str, dict[str, dict]]] = {
     "mindrec": {
         "wide_deep": {"model": {}, "train": {"batch_size": 16000, "epochs": 15}},
         "dcn": {"model": {}, "train": {"batch_size": 16000, "epochs": 10}},
+        "deepfm": {"model": {}, "train": {"batch_size": 16000, "epochs": 15}},
     },
     "cpu-small": {
         "wide_deep": {
@@ -338,6 +358,11 @@ PRESETS: dict[str, dict[str, dict[str, dict]]] = {
                       "lr": 3e-4, "init_std": 0.01},
             "train": {"batch_size": 1000, "epochs": 1},
         },
+        "deepfm": {
+            "model": {"emb_dim": 16, "deep_layers": (256, 128), "lr": 3e-4,
+                      "deep_l2": 1e-4},
+            "train": {"batch_size": 1000, "epochs": 1},
+        },
     },
 }
 
@@ -347,7 +372,7 @@ class RunConfig:
     """Everything needed to build and train one model."""
 
     model: str
-    model_config: WideDeepConfig | DCNConfig
+    model_config: WideDeepConfig | DCNConfig | DeepFMConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mindrec.config import DCNConfig, WideDeepConfig
+from mindrec.config import DCNConfig, DeepFMConfig, WideDeepConfig
 from mindrec.data.criteo import NUM_FIELDS
 
 
@@ -58,10 +58,7 @@ class TorchWideDeep(nn.Module):
     def forward(self, ids, vals):
         wide = (self.wide_table(ids).squeeze(-1) * vals).sum(1, keepdim=True) + self.wide_bias
         rows = _scaled_rows(self.deep_table, ids, vals)
-        if rows.requires_grad and self.deep_l2:
-            scale = 2.0 * self.deep_l2 / rows.shape[0]
-            kept = rows.detach()
-            rows.register_hook(lambda grad: grad + scale * kept)
+        _add_l2_gradient(rows, self.deep_l2)
         return wide + self.deep_head(self.deep_tower(rows.flatten(1)))
 
 
@@ -101,7 +98,39 @@ class TorchDCN(nn.Module):
         return x0 * scale + bias_sum
 
 
-MODELS = {"wide_deep": TorchWideDeep, "dcn": TorchDCN}
+class TorchDeepFM(nn.Module):
+    """DeepFM (see ``mindrec.models.deepfm``): logits (B, 1); training adds the gradient
+    of the L2 penalty on the embedding rows looked up in the batch."""
+
+    def __init__(self, config: DeepFMConfig, rows: int, sparse: bool,
+                 num_fields: int = NUM_FIELDS):
+        super().__init__()
+        self.first_order = _table(rows, 1, sparse, config.init_std)
+        self.bias = nn.Parameter(torch.zeros(1))
+        self.table = _table(rows, config.emb_dim, sparse, config.init_std)
+        self.deep_tower = _mlp(num_fields * config.emb_dim, config.deep_layers)
+        self.deep_head = nn.Linear(config.deep_layers[-1], 1)
+        self.deep_l2 = config.deep_l2
+
+    def forward(self, ids, vals):
+        first = (self.first_order(ids).squeeze(-1) * vals).sum(1, keepdim=True)
+        rows = _scaled_rows(self.table, ids, vals)
+        _add_l2_gradient(rows, self.deep_l2)
+        summed = rows.sum(1)
+        pairs = 0.5 * (summed * summed - (rows * rows).sum(1)).sum(1, keepdim=True)
+        return first + pairs + self.deep_head(self.deep_tower(rows.flatten(1))) + self.bias
+
+
+def _add_l2_gradient(rows, l2: float) -> None:
+    """Add the gradient of ``l2 * sum(rows^2) / B`` to ``rows``' when training, as
+    ``mindrec.models.blocks.L2Gradient`` does."""
+    if rows.requires_grad and l2:
+        scale = 2.0 * l2 / rows.shape[0]
+        kept = rows.detach()
+        rows.register_hook(lambda grad: grad + scale * kept)
+
+
+MODELS = {"wide_deep": TorchWideDeep, "dcn": TorchDCN, "deepfm": TorchDeepFM}
 
 
 def build_torch_model(model: str, config, rows: int, sparse: bool) -> nn.Module:

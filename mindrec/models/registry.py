@@ -11,8 +11,9 @@ from mindrec.embedding.tables import TableFactory
 
 def _classes() -> dict[str, type]:
     from mindrec.models.dcn import DCN
+    from mindrec.models.deepfm import DeepFM
     from mindrec.models.wide_deep import WideDeep
-    return {"wide_deep": WideDeep, "dcn": DCN}
+    return {"wide_deep": WideDeep, "dcn": DCN, "deepfm": DeepFM}
 
 
 def use_sparse(run: RunConfig, vocab_size: int) -> bool:

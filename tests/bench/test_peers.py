@@ -52,7 +52,7 @@ def batch(seed: int = 0):
     return ids, vals, labels
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm"])
 def test_the_twin_computes_the_same_logits(model):
     from mindspore import Tensor
     _, ours, theirs = twins(model)
@@ -63,7 +63,7 @@ def test_the_twin_computes_the_same_logits(model):
                                atol=1e-6)
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm"])
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 def test_one_step_moves_every_adam_parameter_as_mindspore_does(model, sparse):
     """Same loss, and after one step the same parameters: Adam against fused Adam, and
@@ -155,11 +155,11 @@ def test_a_twin_cell_id_is_its_mindspore_cell_id_and_the_backend():
 
 def test_the_peers_suite_alternates_its_pairs_round_by_round():
     suite = load_suite("peers")
-    assert len(suite.cells) == 36
-    rounds = [suite.cells[k * 12:(k + 1) * 12] for k in range(3)]
+    assert len(suite.cells) == 42
+    rounds = [suite.cells[k * 14:(k + 1) * 14] for k in range(3)]
     for k, cells in enumerate(rounds):
         assert {c.repeat for c in cells} == {k}
-        assert [c.backend for c in cells] == ["mindspore", "torch"] * 6
+        assert [c.backend for c in cells] == ["mindspore", "torch"] * 7
         assert [c.measurement_id for c in cells] == [c.measurement_id for c in rounds[0]]
     for ours, peer in zip(rounds[0][::2], rounds[0][1::2]):
         assert twin_id(peer.measurement_id, "torch") == ours.measurement_id

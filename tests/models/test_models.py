@@ -18,7 +18,7 @@ def batch(n=8, seed=0):
     return ids, vals
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm"])
 @pytest.mark.parametrize("sparse", ["on", "off"])
 def test_forward_shapes(model, sparse):
     configure_runtime(0)
@@ -126,3 +126,27 @@ def test_l2_gradient_adds_the_penalty_gradient_and_nothing_to_the_forward():
 
     grad = ops.grad(weighted_sum)(Tensor(x))
     np.testing.assert_allclose(grad.asnumpy(), w + 2 * 0.3 / 4 * x, rtol=1e-6)
+
+
+def test_deepfm_forward_by_hand():
+    """The logit is bias + first-order sum + FM pairs + MLP, each from the value-scaled
+    rows, computed here in numpy from the model's own parameters."""
+    configure_runtime(0)
+    net = build_model(build_run_config("deepfm", "cpu-small"), VOCAB)
+    params = {p.name: p.asnumpy().astype(np.float64) for p in net.trainable_params()}
+    for name in ("bias", "first_order.lookup.embedding_table"):  # non-zero: exercised
+        params[name] = np.random.default_rng(2).normal(size=params[name].shape)
+        dict((p.name, p) for p in net.trainable_params())[name].set_data(
+            Tensor(params[name].astype(np.float32)))
+    ids, vals = batch(4)
+    i, v = ids.asnumpy(), vals.asnumpy().astype(np.float64)
+    first = (params["first_order.lookup.embedding_table"][i, 0] * v).sum(1)
+    rows = params["embedding.table.lookup.embedding_table"][i] * v[..., None]
+    pairs = sum((rows[:, a] * rows[:, b]).sum(-1) for a in range(39) for b in range(a + 1, 39))
+    x = rows.reshape(4, -1)
+    for k in (0, 2):
+        x = np.maximum(x @ params[f"deep_tower.net.{k}.weight"].T
+                       + params[f"deep_tower.net.{k}.bias"], 0)
+    deep = x @ params["deep_head.weight"].T + params["deep_head.bias"]
+    expected = params["bias"] + first[:, None] + pairs[:, None] + deep
+    np.testing.assert_allclose(net(ids, vals).asnumpy(), expected, rtol=1e-4, atol=1e-5)

@@ -58,7 +58,7 @@ def assert_same_state(a, b):
         np.testing.assert_array_equal(dense_a[name], dense_b[name])
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm"])
 def test_served_predictions_equal_the_trainers(model, lines, unseen, tmp_path):
     trainer = Trainer(tiny_run(model), lines).train(3)
     served = ServedModel(tmp_path)
