@@ -101,6 +101,37 @@ def _check_not_negative(where: str, **values: float) -> None:
             raise ConfigError(f"{where}.{name} must not be negative, got {value}")
 
 
+class CrossStructure(str, enum.Enum):
+    """How DCN-V2 combines its cross network and its MLP."""
+
+    STACKED = "stacked"    # the MLP on top of the cross network's output
+    PARALLEL = "parallel"  # both on the embeddings, the head on their concatenation
+
+
+@dataclass(frozen=True)
+class DCNV2Config:
+    """DCN-V2: matrix cross layers ``x_{l+1} = x0 * (W_l x_l + b_l) + x_l`` (W_l full
+    or ``low_rank`` U_l V_l^T) with an MLP, stacked or in parallel; one Adam."""
+
+    emb_dim: int = 10
+    deep_layers: tuple[int, ...] = (500, 500, 500)
+    cross_layers: int = 3
+    low_rank: int | None = None  # None: full-rank cross matrices
+    structure: CrossStructure = CrossStructure.PARALLEL
+    lr: float = 1e-3
+    adam_eps: float = 1e-8
+    init_std: float = 0.01
+
+    def __post_init__(self):
+        _check_widths("model_config", self.emb_dim, self.deep_layers)
+        _check_positive("model_config", lr=self.lr, adam_eps=self.adam_eps)
+        _check_not_negative("model_config", cross_layers=self.cross_layers,
+                            init_std=self.init_std)
+        if self.low_rank is not None and self.low_rank < 1:
+            raise ConfigError(f"model_config.low_rank must be at least 1 (or null), got "
+                              f"{self.low_rank}")
+
+
 @dataclass(frozen=True)
 class DeepFMConfig:
     """DeepFM: a factorization machine (first-order weights and pairwise interactions of
@@ -335,7 +366,7 @@ class OnlineConfig:
 
 
 MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig,
-                                  "deepfm": DeepFMConfig}
+                                  "deepfm": DeepFMConfig, "dcnv2": DCNV2Config}
 # The sections of a run that files, suite cells and the command line override, by the
 # names of RunConfig's fields.
 SECTIONS = ("model_config", "train", "embedding", "parallel", "cache", "online")
@@ -346,6 +377,7 @@ PRESETS: dict[str, dict[str, dict[str, dict]]] = {
         "wide_deep": {"model": {}, "train": {"batch_size": 16000, "epochs": 15}},
         "dcn": {"model": {}, "train": {"batch_size": 16000, "epochs": 10}},
         "deepfm": {"model": {}, "train": {"batch_size": 16000, "epochs": 15}},
+        "dcnv2": {"model": {}, "train": {"batch_size": 4096, "epochs": 10}},
     },
     "cpu-small": {
         "wide_deep": {
@@ -363,6 +395,11 @@ PRESETS: dict[str, dict[str, dict[str, dict]]] = {
                       "deep_l2": 1e-4},
             "train": {"batch_size": 1000, "epochs": 1},
         },
+        "dcnv2": {
+            "model": {"emb_dim": 16, "deep_layers": (256, 256), "cross_layers": 3,
+                      "low_rank": 64, "structure": "stacked", "lr": 3e-4},
+            "train": {"batch_size": 1000, "epochs": 1},
+        },
     },
 }
 
@@ -372,7 +409,7 @@ class RunConfig:
     """Everything needed to build and train one model."""
 
     model: str
-    model_config: WideDeepConfig | DCNConfig | DeepFMConfig
+    model_config: WideDeepConfig | DCNConfig | DeepFMConfig | DCNV2Config
     train: TrainConfig = field(default_factory=TrainConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)

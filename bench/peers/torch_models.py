@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mindrec.config import DCNConfig, DeepFMConfig, WideDeepConfig
+from mindrec.config import (CrossStructure, DCNConfig, DCNV2Config, DeepFMConfig,
+                            WideDeepConfig)
 from mindrec.data.criteo import NUM_FIELDS
 
 
@@ -130,7 +131,35 @@ def _add_l2_gradient(rows, l2: float) -> None:
         rows.register_hook(lambda grad: grad + scale * kept)
 
 
-MODELS = {"wide_deep": TorchWideDeep, "dcn": TorchDCN, "deepfm": TorchDeepFM}
+class TorchDCNV2(nn.Module):
+    """DCN-V2 (see ``mindrec.models.dcnv2``): logits (B, 1)."""
+
+    def __init__(self, config: DCNV2Config, rows: int, sparse: bool,
+                 num_fields: int = NUM_FIELDS):
+        super().__init__()
+        self.stacked = config.structure is CrossStructure.STACKED
+        self.table = _table(rows, config.emb_dim, sparse, config.init_std)
+        x0_dim = num_fields * config.emb_dim
+        rank = config.low_rank
+        self.cross = nn.ModuleList(
+            nn.Linear(x0_dim, x0_dim) if rank is None else
+            nn.Sequential(nn.Linear(x0_dim, rank, bias=False), nn.Linear(rank, x0_dim))
+            for _ in range(config.cross_layers))
+        self.deep_tower = _mlp(x0_dim, config.deep_layers)
+        self.head = nn.Linear(config.deep_layers[-1] + (0 if self.stacked else x0_dim), 1)
+
+    def forward(self, ids, vals):
+        x0 = _scaled_rows(self.table, ids, vals).flatten(1)
+        x = x0
+        for layer in self.cross:
+            x = x0 * layer(x) + x
+        if self.stacked:
+            return self.head(self.deep_tower(x))
+        return self.head(torch.cat((x, self.deep_tower(x0)), 1))
+
+
+MODELS = {"wide_deep": TorchWideDeep, "dcn": TorchDCN, "deepfm": TorchDeepFM,
+          "dcnv2": TorchDCNV2}
 
 
 def build_torch_model(model: str, config, rows: int, sparse: bool) -> nn.Module:

@@ -124,6 +124,40 @@ class CrossNet(nn.Cell):
         return x0 * scale + bias_sum
 
 
+class MatrixCrossNet(nn.Cell):
+    """DCN-V2 cross layers: ``x_{l+1} = x0 * (W_l x_l + b_l) + x_l``, with ``W_l`` a
+    full ``dim x dim`` matrix or, with ``low_rank`` r, the product ``U_l V_l^T`` of two
+    ``dim x r`` matrices (x goes through V_l^T, then U_l).
+
+    Shapes:
+        x0 (B, dim) -> (B, dim).
+    """
+
+    def __init__(self, dim: int, n_layers: int, low_rank: int | None = None):
+        super().__init__()
+        self.n_layers = n_layers
+        if low_rank is None:
+            layers = [nn.Dense(dim, dim) for _ in range(n_layers)]
+        else:
+            layers = [nn.SequentialCell([nn.Dense(dim, low_rank, has_bias=False),
+                                         nn.Dense(low_rank, dim)])
+                      for _ in range(n_layers)]
+        self.layers = nn.CellList(layers)
+
+    @staticmethod
+    def flops(dim: int, n_layers: int, low_rank: int | None = None) -> int:
+        """Forward FLOPs per sample: the matrix product (2 per multiply-add), the bias,
+        the scale by x0 and the residual add, per layer."""
+        product = 2 * dim * dim if low_rank is None else 4 * dim * low_rank
+        return n_layers * (product + 3 * dim)
+
+    def construct(self, x0):
+        x = x0
+        for layer in self.layers:
+            x = x0 * layer(x) + x
+        return x
+
+
 class _CrossWeight(nn.Cell):
     def __init__(self, dim: int, std: float):
         super().__init__()

@@ -11,9 +11,10 @@ from mindrec.embedding.tables import TableFactory
 
 def _classes() -> dict[str, type]:
     from mindrec.models.dcn import DCN
+    from mindrec.models.dcnv2 import DCNV2
     from mindrec.models.deepfm import DeepFM
     from mindrec.models.wide_deep import WideDeep
-    return {"wide_deep": WideDeep, "dcn": DCN, "deepfm": DeepFM}
+    return {"wide_deep": WideDeep, "dcn": DCN, "deepfm": DeepFM, "dcnv2": DCNV2}
 
 
 def use_sparse(run: RunConfig, vocab_size: int) -> bool:

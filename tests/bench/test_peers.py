@@ -21,7 +21,7 @@ def _torch_name(ms_name: str) -> str:
     """The PyTorch twin's name of a MindSpore parameter."""
     name = ms_name.replace(".lookup.embedding_table", ".weight").replace(".net.", ".")
     name = name.replace("deep_embedding.table", "deep_table")
-    name = re.sub(r"^embedding\.table", "table", name)
+    name = re.sub(r"^embedding\.table", "table", name).replace("cross.layers.", "cross.")
     return re.sub(r"^cross\.weights\.(\d+)\.([wb])$", r"cross_\2.\1", name)
 
 
@@ -52,10 +52,12 @@ def batch(seed: int = 0):
     return ids, vals, labels
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm"])
-def test_the_twin_computes_the_same_logits(model):
+@pytest.mark.parametrize("model, config", [
+    ("wide_deep", {}), ("dcn", {}), ("deepfm", {}), ("dcnv2", {}),
+    ("dcnv2", {"low_rank": None, "structure": "parallel"})])
+def test_the_twin_computes_the_same_logits(model, config):
     from mindspore import Tensor
-    _, ours, theirs = twins(model)
+    _, ours, theirs = twins(model, **config)
     ids, vals, _ = batch()
     logits = ours(Tensor(ids), Tensor(vals))
     t_logits = theirs(torch.from_numpy(ids), torch.from_numpy(vals))
@@ -63,7 +65,7 @@ def test_the_twin_computes_the_same_logits(model):
                                atol=1e-6)
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2"])
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 def test_one_step_moves_every_adam_parameter_as_mindspore_does(model, sparse):
     """Same loss, and after one step the same parameters: Adam against fused Adam, and
@@ -155,11 +157,11 @@ def test_a_twin_cell_id_is_its_mindspore_cell_id_and_the_backend():
 
 def test_the_peers_suite_alternates_its_pairs_round_by_round():
     suite = load_suite("peers")
-    assert len(suite.cells) == 42
-    rounds = [suite.cells[k * 14:(k + 1) * 14] for k in range(3)]
+    assert len(suite.cells) == 48
+    rounds = [suite.cells[k * 16:(k + 1) * 16] for k in range(3)]
     for k, cells in enumerate(rounds):
         assert {c.repeat for c in cells} == {k}
-        assert [c.backend for c in cells] == ["mindspore", "torch"] * 7
+        assert [c.backend for c in cells] == ["mindspore", "torch"] * 8
         assert [c.measurement_id for c in cells] == [c.measurement_id for c in rounds[0]]
     for ours, peer in zip(rounds[0][::2], rounds[0][1::2]):
         assert twin_id(peer.measurement_id, "torch") == ours.measurement_id

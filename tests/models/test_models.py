@@ -3,7 +3,7 @@ import pytest
 from mindspore import Tensor, ops
 
 from mindrec.config import build_run_config
-from mindrec.models.blocks import CrossNet
+from mindrec.models.blocks import CrossNet, MatrixCrossNet
 from mindrec.models.registry import build_model, use_sparse
 from mindrec.config import SparseMode
 from mindrec.train.step import configure_runtime
@@ -18,7 +18,7 @@ def batch(n=8, seed=0):
     return ids, vals
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2"])
 @pytest.mark.parametrize("sparse", ["on", "off"])
 def test_forward_shapes(model, sparse):
     configure_runtime(0)
@@ -150,3 +150,25 @@ def test_deepfm_forward_by_hand():
     deep = x @ params["deep_head.weight"].T + params["deep_head.bias"]
     expected = params["bias"] + first[:, None] + pairs[:, None] + deep
     np.testing.assert_allclose(net(ids, vals).asnumpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("low_rank", [None, 3])
+def test_matrix_cross_layer_formula(low_rank):
+    """x_{l+1} = x0 * (W_l x_l + b_l) + x_l with W_l full or U_l V_l^T, in numpy."""
+    configure_runtime(0)
+    cross = MatrixCrossNet(6, 2, low_rank)
+    rng = np.random.default_rng(3)
+    x0 = rng.normal(size=(4, 6)).astype(np.float32)
+    params = [p.asnumpy().astype(np.float64) for p in cross.trainable_params()]
+    x = x0.astype(np.float64)
+    for k in range(2):
+        if low_rank is None:
+            w, b = params[2 * k:2 * k + 2]
+            projected = x @ w.T + b
+        else:
+            v, u, b = params[3 * k:3 * k + 3]  # (r, dim), (dim, r), (dim,)
+            projected = (x @ v.T) @ u.T + b
+        x = x0 * projected + x
+    np.testing.assert_allclose(cross(Tensor(x0)).asnumpy(), x, rtol=1e-5, atol=1e-6)
+    assert MatrixCrossNet.flops(6, 2, low_rank) == 2 * (
+        (2 * 36 if low_rank is None else 4 * 6 * 3) + 18)
