@@ -81,11 +81,12 @@ class DCNConfig:
                             init_std=0.0 if self.init_std is None else self.init_std)
 
 
-def _check_widths(where: str, emb_dim: int, layers: tuple[int, ...]) -> None:
+def _check_widths(where: str, emb_dim: int, layers: tuple[int, ...],
+                  name: str = "deep_layers") -> None:
     if emb_dim < 1:
         raise ConfigError(f"{where}.emb_dim must be at least 1, got {emb_dim}")
     if not layers or min(layers) < 1:
-        raise ConfigError(f"{where}.deep_layers must be one or more widths of at least 1, "
+        raise ConfigError(f"{where}.{name} must be one or more widths of at least 1, "
                           f"got {list(layers)}")
 
 
@@ -148,6 +149,33 @@ class DeepFMConfig:
         _check_widths("model_config", self.emb_dim, self.deep_layers)
         _check_positive("model_config", lr=self.lr, adam_eps=self.adam_eps)
         _check_not_negative("model_config", deep_l2=self.deep_l2, init_std=self.init_std)
+
+
+@dataclass(frozen=True)
+class DLRMConfig:
+    """DLRM: a bottom MLP on the dense features, embeddings of the categorical ones,
+    their pairwise dot products, a top MLP; SGD or Adam."""
+
+    emb_dim: int = 16
+    bottom_layers: tuple[int, ...] = (512, 256, 64, 16)  # the last is emb_dim
+    top_layers: tuple[int, ...] = (512, 256)  # then the 1-wide output layer
+    optimizer: str = "sgd"  # sgd or adam
+    lr: float = 0.1
+    adam_eps: float = 1e-8
+    init_std: float = 0.01
+
+    def __post_init__(self):
+        _check_widths("model_config", self.emb_dim, self.top_layers, "top_layers")
+        _check_widths("model_config", self.emb_dim, self.bottom_layers, "bottom_layers")
+        if self.bottom_layers[-1] != self.emb_dim:
+            raise ConfigError(f"model_config.bottom_layers must end at emb_dim "
+                              f"({self.emb_dim}): the bottom MLP's output meets the "
+                              f"embeddings in dot products; got {list(self.bottom_layers)}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"model_config.optimizer must be sgd or adam, got "
+                              f"{self.optimizer!r}")
+        _check_positive("model_config", lr=self.lr, adam_eps=self.adam_eps)
+        _check_not_negative("model_config", init_std=self.init_std)
 
 
 @dataclass(frozen=True)
@@ -366,7 +394,8 @@ class OnlineConfig:
 
 
 MODEL_CONFIGS: dict[str, type] = {"wide_deep": WideDeepConfig, "dcn": DCNConfig,
-                                  "deepfm": DeepFMConfig, "dcnv2": DCNV2Config}
+                                  "deepfm": DeepFMConfig, "dcnv2": DCNV2Config,
+                                  "dlrm": DLRMConfig}
 # The sections of a run that files, suite cells and the command line override, by the
 # names of RunConfig's fields.
 SECTIONS = ("model_config", "train", "embedding", "parallel", "cache", "online")
@@ -378,6 +407,7 @@ PRESETS: dict[str, dict[str, dict[str, dict]]] = {
         "dcn": {"model": {}, "train": {"batch_size": 16000, "epochs": 10}},
         "deepfm": {"model": {}, "train": {"batch_size": 16000, "epochs": 15}},
         "dcnv2": {"model": {}, "train": {"batch_size": 4096, "epochs": 10}},
+        "dlrm": {"model": {}, "train": {"batch_size": 128, "epochs": 1}},
     },
     "cpu-small": {
         "wide_deep": {
@@ -400,6 +430,11 @@ PRESETS: dict[str, dict[str, dict[str, dict]]] = {
                       "low_rank": 64, "structure": "stacked", "lr": 3e-4},
             "train": {"batch_size": 1000, "epochs": 1},
         },
+        "dlrm": {
+            "model": {"emb_dim": 16, "bottom_layers": (64, 16), "top_layers": (256, 128),
+                      "optimizer": "adam", "lr": 1e-3},
+            "train": {"batch_size": 1000, "epochs": 1},
+        },
     },
 }
 
@@ -409,7 +444,7 @@ class RunConfig:
     """Everything needed to build and train one model."""
 
     model: str
-    model_config: WideDeepConfig | DCNConfig | DeepFMConfig | DCNV2Config
+    model_config: WideDeepConfig | DCNConfig | DeepFMConfig | DCNV2Config | DLRMConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)

@@ -38,7 +38,7 @@ def test_presets_mirror_the_original_and_overrides_win():
 
 def test_unknown_model_and_preset():
     with pytest.raises(ConfigError, match="unknown model"):
-        build_run_config("deepfm")
+        build_run_config("fm")
     with pytest.raises(ConfigError, match="unknown preset"):
         build_run_config("dcn", "huge")
 

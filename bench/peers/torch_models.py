@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from mindrec.config import (CrossStructure, DCNConfig, DCNV2Config, DeepFMConfig,
-                            WideDeepConfig)
-from mindrec.data.criteo import NUM_FIELDS
+                            DLRMConfig, WideDeepConfig)
+from mindrec.data.criteo import NUM_DENSE, NUM_FIELDS
 
 
 def _table(rows: int, dim: int, sparse: bool, init_std: float) -> nn.Embedding:
@@ -158,8 +158,30 @@ class TorchDCNV2(nn.Module):
         return self.head(torch.cat((x, self.deep_tower(x0)), 1))
 
 
+class TorchDLRM(nn.Module):
+    """DLRM (see ``mindrec.models.dlrm``): logits (B, 1)."""
+
+    def __init__(self, config: DLRMConfig, rows: int, sparse: bool,
+                 num_fields: int = NUM_FIELDS):
+        super().__init__()
+        self.table = _table(rows, config.emb_dim, sparse, config.init_std)
+        self.bottom = _mlp(NUM_DENSE, config.bottom_layers)
+        vectors = num_fields - NUM_DENSE + 1
+        self.top = _mlp(config.emb_dim + vectors * (vectors - 1) // 2, config.top_layers)
+        self.top.append(nn.Linear(config.top_layers[-1], 1))
+        lower = torch.tril_indices(vectors, vectors, -1)
+        self.register_buffer("pairs", lower[0] * vectors + lower[1], persistent=False)
+
+    def forward(self, ids, vals):
+        dense = self.bottom(vals[:, :NUM_DENSE])
+        rows = _scaled_rows(self.table, ids[:, NUM_DENSE:], vals[:, NUM_DENSE:])
+        every = torch.cat((dense.unsqueeze(1), rows), 1)
+        dots = torch.bmm(every, every.transpose(1, 2)).flatten(1)
+        return self.top(torch.cat((dense, dots[:, self.pairs]), 1))
+
+
 MODELS = {"wide_deep": TorchWideDeep, "dcn": TorchDCN, "deepfm": TorchDeepFM,
-          "dcnv2": TorchDCNV2}
+          "dcnv2": TorchDCNV2, "dlrm": TorchDLRM}
 
 
 def build_torch_model(model: str, config, rows: int, sparse: bool) -> nn.Module:
@@ -180,13 +202,16 @@ def optimizers(model: str, module: nn.Module, config, sparse: bool
     Dense parameters take ``Adam(fused=True)`` (FACTS.md: up to 2.8x faster than the
     default loop on large tables). Sparse tables take ``SparseAdam``, which updates only
     the rows a batch touched. Wide&Deep's wide part takes Adam at the wide learning
-    rate where MindSpore takes FTRL.
+    rate where MindSpore takes FTRL. A model configured for SGD (DLRM's reference
+    optimizer) takes SGD, sparse gradients included.
     """
     if model == "wide_deep":
         wide = [module.wide_table.weight, module.wide_bias]
         groups = [(wide, config.wide_lr), (_others(module, wide), config.deep_lr)]
     else:
         groups = [(list(module.parameters()), config.lr)]
+    if getattr(config, "optimizer", "adam") == "sgd":
+        return [torch.optim.SGD(params, lr=lr) for params, lr in groups], "SGD"
     made, parts = [], []
     for params, lr in groups:
         sparse_tables = [p for p in params if sparse and any(p is t for t in tables(module))]

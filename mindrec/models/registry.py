@@ -13,8 +13,10 @@ def _classes() -> dict[str, type]:
     from mindrec.models.dcn import DCN
     from mindrec.models.dcnv2 import DCNV2
     from mindrec.models.deepfm import DeepFM
+    from mindrec.models.dlrm import DLRM
     from mindrec.models.wide_deep import WideDeep
-    return {"wide_deep": WideDeep, "dcn": DCN, "deepfm": DeepFM, "dcnv2": DCNV2}
+    return {"wide_deep": WideDeep, "dcn": DCN, "deepfm": DeepFM, "dcnv2": DCNV2,
+            "dlrm": DLRM}
 
 
 def use_sparse(run: RunConfig, vocab_size: int) -> bool:

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 
 ROWS, FIELDS, BATCH = 60, 39, 8
 SMALL = {"model_config": {"deep_layers": [8, 4]}}
+SMALL_DLRM = {"bottom_layers": [8, 16], "top_layers": [8, 4]}
 
 
 def _torch_name(ms_name: str) -> str:
@@ -31,7 +32,8 @@ def twins(model: str, sparse: bool = False, **config):
     from mindrec.models.registry import build_model
     from mindrec.train.step import configure_runtime
     run = run_config_from_sections(model, "cpu-small", {
-        "model_config": {**SMALL["model_config"], **config},
+        "model_config": {**(SMALL_DLRM if model == "dlrm" else SMALL["model_config"]),
+                         **config},
         "train": {"sparse": "on" if sparse else "off"}})
     configure_runtime(0)
     ours = build_model(run, ROWS)
@@ -54,7 +56,7 @@ def batch(seed: int = 0):
 
 @pytest.mark.parametrize("model, config", [
     ("wide_deep", {}), ("dcn", {}), ("deepfm", {}), ("dcnv2", {}),
-    ("dcnv2", {"low_rank": None, "structure": "parallel"})])
+    ("dcnv2", {"low_rank": None, "structure": "parallel"}), ("dlrm", {})])
 def test_the_twin_computes_the_same_logits(model, config):
     from mindspore import Tensor
     _, ours, theirs = twins(model, **config)
@@ -65,7 +67,7 @@ def test_the_twin_computes_the_same_logits(model, config):
                                atol=1e-6)
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2", "dlrm"])
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 def test_one_step_moves_every_adam_parameter_as_mindspore_does(model, sparse):
     """Same loss, and after one step the same parameters: Adam against fused Adam, and
@@ -157,11 +159,11 @@ def test_a_twin_cell_id_is_its_mindspore_cell_id_and_the_backend():
 
 def test_the_peers_suite_alternates_its_pairs_round_by_round():
     suite = load_suite("peers")
-    assert len(suite.cells) == 48
-    rounds = [suite.cells[k * 16:(k + 1) * 16] for k in range(3)]
+    assert len(suite.cells) == 54
+    rounds = [suite.cells[k * 18:(k + 1) * 18] for k in range(3)]
     for k, cells in enumerate(rounds):
         assert {c.repeat for c in cells} == {k}
-        assert [c.backend for c in cells] == ["mindspore", "torch"] * 8
+        assert [c.backend for c in cells] == ["mindspore", "torch"] * 9
         assert [c.measurement_id for c in cells] == [c.measurement_id for c in rounds[0]]
     for ours, peer in zip(rounds[0][::2], rounds[0][1::2]):
         assert twin_id(peer.measurement_id, "torch") == ours.measurement_id

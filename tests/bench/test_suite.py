@@ -14,7 +14,7 @@ def write(tmp_path, text):
 
 def test_shipped_suites_expand():
     quick = load_suite("quick")
-    assert {c.model for c in quick.cells} == {"wide_deep", "dcn", "deepfm", "dcnv2"}
+    assert {c.model for c in quick.cells} == {"wide_deep", "dcn", "deepfm", "dcnv2", "dlrm"}
     assert {c.hardware for c in quick.cells} == {"cpu", "gpu", "ascend"}
     cpu_sizes = {(c.data.vocab, c.base_run.train.table_size) for c in quick.cells
                  if c.hardware == "cpu"}

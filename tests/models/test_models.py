@@ -18,7 +18,7 @@ def batch(n=8, seed=0):
     return ids, vals
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2", "dlrm"])
 @pytest.mark.parametrize("sparse", ["on", "off"])
 def test_forward_shapes(model, sparse):
     configure_runtime(0)
@@ -172,3 +172,38 @@ def test_matrix_cross_layer_formula(low_rank):
     np.testing.assert_allclose(cross(Tensor(x0)).asnumpy(), x, rtol=1e-5, atol=1e-6)
     assert MatrixCrossNet.flops(6, 2, low_rank) == 2 * (
         (2 * 36 if low_rank is None else 4 * 6 * 3) + 18)
+
+
+def test_dlrm_forward_by_hand():
+    """Bottom MLP on the 13 dense values, the 26 categorical rows, the dot products of
+    the 351 pairs among the 27 vectors beside the bottom output, the top MLP: numpy."""
+    configure_runtime(0)
+    net = build_model(build_run_config("dlrm", "cpu-small"), VOCAB)
+    params = {p.name: p.asnumpy().astype(np.float64) for p in net.trainable_params()}
+    ids, vals = batch(3)
+    i, v = ids.asnumpy(), vals.asnumpy().astype(np.float64)
+
+    def mlp(x, prefix, indices, last_relu=True):
+        for n, k in enumerate(indices):
+            x = x @ params[f"{prefix}.net.{k}.weight"].T + params[f"{prefix}.net.{k}.bias"]
+            if last_relu or n < len(indices) - 1:
+                x = np.maximum(x, 0)
+        return x
+
+    dense = mlp(v[:, :13], "bottom", (0, 2))
+    rows = params["embedding.table.lookup.embedding_table"][i[:, 13:]] * v[:, 13:, None]
+    every = np.concatenate([dense[:, None], rows], 1)
+    dots = [every[:, a] @ every[:, b].T for a in range(27) for b in range(a)]
+    pairs = np.stack([np.diag(d) for d in dots], 1)
+    expected = mlp(np.concatenate([dense, pairs], 1), "top", (0, 2, 4), last_relu=False)
+    np.testing.assert_allclose(net(ids, vals).asnumpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dlrm_sgd_on_sparse_tables_is_a_clear_error():
+    from mindrec.config import ConfigError
+    configure_runtime(0)
+    run = build_run_config("dlrm", "mindrec", train_overrides={"sparse": "on"})
+    with pytest.raises(ConfigError, match="SGD has no row-wise"):
+        build_model(run, VOCAB).optimizers()
+    with pytest.raises(ConfigError, match="bottom_layers must end at emb_dim"):
+        build_run_config("dlrm", "cpu-small", model_overrides={"bottom_layers": [64, 8]})

@@ -21,7 +21,7 @@ def first_step_updates(model, sparse, ids, vals, labels):
     return [p.asnumpy() - b for p, b in zip(net.trainable_params(), before)]
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2", "dlrm"])
 def test_first_step_is_identical_with_repeated_ids(model):
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 5, (64, 39)).astype(np.int32)  # each id ~500 times per batch

@@ -13,7 +13,7 @@ def small_run(model, embedding="static", **train):
                             train_overrides={"epochs": 1, "batch_size": 500, **train})
 
 
-@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2"])
+@pytest.mark.parametrize("model", ["wide_deep", "dcn", "deepfm", "dcnv2", "dlrm"])
 def test_training_lowers_test_logloss(model, tiny_data):
     run = small_run(model, epochs=2)
     net = build(run, tiny_data)
@@ -37,8 +37,9 @@ def test_seeded_runs_repeat(tiny_data):
 
 @pytest.mark.parametrize("model, embedding", [("wide_deep", "static"), ("dcn", "static"),
                                               ("deepfm", "static"), ("dcnv2", "static"),
-                                              ("wide_deep", "hash"), ("deepfm", "hash"),
-                                              ("dcnv2", "hash")])
+                                              ("dlrm", "static"), ("wide_deep", "hash"),
+                                              ("deepfm", "hash"), ("dcnv2", "hash"),
+                                              ("dlrm", "hash")])
 def test_checkpoint_reload_gives_same_predictions(model, embedding, tiny_data, tmp_path):
     run = small_run(model, max_steps=10, embedding=embedding)
     net = build(run, tiny_data)
