@@ -130,6 +130,22 @@ def curve_figure(data: pd.DataFrame, y: str, *, colours: dict, title: str, ylabe
     return fig
 
 
+def learning_curve_figure(data: pd.DataFrame, *, colours: dict, title: str) -> Figure:
+    """Gap to the Bayes-optimal AUC (``gap``) against training rows (``rows``, log x),
+    one colour per ``series``: the median over a point's seeds as a line, their lowest
+    and highest as a band."""
+    fig, ax = _axes(title, "training rows (log scale)", "gap to the Bayes-optimal AUC")
+    for name, cells in data.groupby("series", sort=True):
+        points = cells.groupby("rows")["gap"].agg(["median", "min", "max"]).sort_index()
+        xs, colour = points.index.to_numpy(), colours[name]
+        ax.plot(xs, points["median"], "o-", color=colour, label=name)
+        ax.fill_between(xs, points["min"], points["max"], color=colour, alpha=0.2,
+                        linewidth=0)
+    ax.set_xscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    return _finish(fig, ax, bottom=0)
+
+
 def online_quality_figure(data: pd.DataFrame, *, colours: dict, title: str) -> Figure:
     """Progressive AUC per tenth of the stream, one colour per ``series``: the online
     model (solid), the model frozen after the first fifth (dashed) and the Bayes optimum

@@ -38,8 +38,8 @@ from tabulate import tabulate
 from bench.job.limits import MEASUREMENT_KEYS, read_limits
 from bench.peers import DEFAULT_BACKEND, twin_id
 from bench.plots import (MAX_JOIN_RATIO, auc_figure, bar_figure, curve_figure, figure_png,
-                         line_figure, miss_ratio_figure, online_quality_figure,
-                         series_colours)
+                         learning_curve_figure, line_figure, miss_ratio_figure,
+                         online_quality_figure, series_colours)
 from bench.references import format_value, load_published, source_label
 from bench.results import (ENV, METRICS, SPEC, STATUSES, metric, now_iso, read_records,
                            spec_value, write_atomic)
@@ -372,6 +372,7 @@ def _published_block(published: pd.DataFrame, caption: str) -> tuple:
 
 def _quality(r: _Report) -> list[tuple]:
     blocks = [("h", 2, "Quality"), ("note", SYNTHETIC_DISCLAIMER), *_auc_blocks(r),
+              *_learning_curve(r),
               ("h", 3, "Published Criteo figures for these models")]
     pub = _published_table(r.published, r.models, ("auc", "logloss"))
     if pub.empty:
@@ -412,6 +413,37 @@ def _auc_blocks(r: _Report) -> list[tuple]:
             "modes are never averaged together. Gap = Bayes-optimal AUC of the synthetic "
             "test split − measured AUC."),
         _auc_figure(r, table)]
+
+
+def _learning_curve(r: _Report) -> list[tuple]:
+    """Each configuration measured at two or more training sizes: its gap to the
+    Bayes-optimal AUC against the training rows, with the spread over seeds."""
+    cells = r.ok.dropna(subset=["auc", "bayes_auc"])
+    cells = cells.assign(gap=cells["bayes_auc"] - cells["auc"])
+    curves = cells.groupby("series").filter(lambda group: group["rows"].nunique() > 1)
+    if curves.empty:
+        return []
+    table = (curves.groupby(["series", "rows"], sort=True)
+             .agg(model=("model", "first"), seeds=("cell_id", "count"),
+                  auc=("auc", "median"), gap=("gap", "median"), gap_min=("gap", "min"),
+                  gap_max=("gap", "max")).reset_index())
+    return [
+        ("h", 3, "Learning curve"),
+        ("p", "Does a model learn what the data holds? On synthetic data the gap between "
+              "its test AUC and the Bayes-optimal AUC (the true click probabilities) "
+              "should shrink as it trains on more rows. Each configuration below ran at "
+              "two or more training sizes (the learning-curve suite: one epoch, three "
+              "seeds); a gap that stops shrinking is what the model cannot learn."),
+        _table(table, [("series", "configuration", None),
+                       ("rows", "training rows", "{:,.0f}"),
+                       ("seeds", "seeds", None), ("auc", "AUC (median)", _F4),
+                       ("gap", "gap to Bayes (median)", _F4),
+                       ("gap_min", "gap (lowest)", _F4), ("gap_max", "gap (highest)", _F4)],
+               "Gap to the Bayes-optimal AUC against training rows, over the seeds."),
+        ("figure", "learning-curve",
+         learning_curve_figure(curves, colours=r.colours,
+                               title="Gap to the Bayes-optimal AUC against training rows"),
+         "Line: the median over seeds; band: their lowest and highest gap.")]
 
 
 def _auc_figure(r: _Report, table: pd.DataFrame) -> tuple:

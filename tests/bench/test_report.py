@@ -732,3 +732,28 @@ def test_no_peer_section_without_peer_cells(tmp_path, published, record_factory)
     run = standard_run(record_factory, tmp_path / "runs")
     md = write_report([run], tmp_path / "out", published)[0].read_text()
     assert "## PyTorch peer" not in md and "PyTorch samples/s" not in md
+
+
+def test_a_learning_curve_plots_the_gap_to_bayes_against_training_rows(
+        tmp_path, published, record_factory):
+    records = [record_factory(cell_id=f"dcn-r{rows}-s{seed}", spec={
+        "rows": rows, "seed": seed, "measurement_id": f"dcn-r{rows}-s{seed}"},
+        metrics={"auc": 0.80 - gap, "bayes_auc": 0.80})
+        for rows, gaps in ((90_000, (0.03, 0.02, 0.025)), (270_000, (0.015, 0.02, 0.01)))
+        for seed, gap in enumerate(gaps)]
+    run = store(tmp_path / "runs" / "r1.jsonl", records)
+    blocks = build_blocks([run], published)
+    assert "learning-curve" in figures(blocks)
+    md = write_report([run], tmp_path / "out", published)[0].read_text()
+    curve = md_rows(md.split("### Learning curve")[1], "configuration")
+    assert [(row["training rows"], row["seeds"], row["gap to Bayes (median)"],
+             row["gap (lowest)"], row["gap (highest)"]) for row in curve] == [
+        ("90,000", "3", "0.0250", "0.0200", "0.0300"),
+        ("270,000", "3", "0.0150", "0.0100", "0.0200")]
+
+
+def test_no_learning_curve_when_every_configuration_has_one_size(tmp_path, published,
+                                                                 record_factory):
+    run = standard_run(record_factory, tmp_path / "runs")
+    assert "Learning curve" not in write_report([run], tmp_path / "out",
+                                                published)[0].read_text()

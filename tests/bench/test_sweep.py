@@ -154,3 +154,24 @@ def test_an_online_cell_off_the_cpu_is_skipped_with_the_reason():
     assert skip_reason(cell_from_dict(online)) is None
     reason = skip_reason(cell_from_dict({**online, "hardware": "gpu"}))
     assert reason.startswith("online cells run on the CPU only") and reason.endswith("gpu")
+
+
+def test_a_rerun_with_the_same_seeds_gives_identical_metrics(tmp_path):
+    """Generation, conversion, training and evaluation, twice from nothing (separate
+    result directories, so the dataset is made again): the same bytes of data and the
+    same metrics, to the last bit."""
+    suite_file = tmp_path / "again.yaml"
+    suite_file.write_text("""
+fixed:
+  data: {rows: 4000, vocab: 2000, seed: 3}
+  train: {batch_size: 200, max_steps: 12, warmup_steps: 2, seed: 5}
+cells:
+  - {model: deepfm}
+""")
+    runs = [read_records(run_sweep(load_suite(str(suite_file)), tmp_path / name,
+                                   run_id=name))[0] for name in ("first", "second")]
+    datasets = [json.loads(next((tmp_path / name / "cache").glob("*/converted/meta.json"))
+                           .read_text()) for name in ("first", "second")]
+    assert datasets[0]["integrity"] == datasets[1]["integrity"]
+    for name in ("auc", "logloss", "bayes_auc", "train_loss_first", "train_loss_last"):
+        assert metric(runs[0], name) == metric(runs[1], name), name
