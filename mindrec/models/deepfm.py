@@ -3,7 +3,10 @@
 A factorization machine and an MLP share the value-scaled field embeddings: the logit is
 a bias, the first-order term (one weight per id, scaled by the field's value), the FM's
 pairwise interactions ``sum_{i<j} <v_i, v_j>`` (computed as ``((sum v)^2 - sum v^2) / 2``
-over the embedding width) and the MLP's output. One Adam (LazyAdam when the tables are
+over the embedding width) and the MLP's output. The sum over fields is a matmul with a
+stack of identity matrices: MindSpore 2.10's CPU ReduceSum over the middle axis of
+(B, F, dim) took 4.3 ms forward and backward at B=1000 where the matmul and a last-axis
+sum take 2.7 (docs/pytorch-peer.md). One Adam (LazyAdam when the tables are
 sparse) trains everything.
 
 Deviations from MindRec's, on purpose, as for Wide&Deep: the L2 penalty (``deep_l2``)
@@ -15,7 +18,8 @@ without loss scaling.
 from __future__ import annotations
 
 import mindspore as ms
-from mindspore import Parameter, nn, ops
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Zero, initializer
 
 from mindrec.config import DeepFMConfig
@@ -47,13 +51,18 @@ class DeepFM(nn.Cell):
         self.deep_tower = MLP(num_fields * config.emb_dim, config.deep_layers)
         self.deep_head = nn.Dense(self.deep_tower.out_dim, 1)
         self.l2 = L2Gradient(config.deep_l2)
+        # (F * dim, dim): row f * dim + k holds a one in column k.
+        self.field_sum = Tensor(np.tile(np.eye(config.emb_dim, dtype=np.float32),
+                                        (num_fields, 1)))
+        self.matmul = ops.MatMul()
 
     def construct(self, ids, vals):
         first = ops.reduce_sum(ops.squeeze(self.first_order(ids), -1) * vals, 1)
         rows = self.l2(self.embedding(ids, vals))
-        summed = ops.reduce_sum(rows, 1)
-        pairs = 0.5 * ops.reduce_sum(summed * summed - ops.reduce_sum(rows * rows, 1), 1)
-        deep = self.deep_head(self.deep_tower(ops.reshape(rows, (rows.shape[0], -1))))
+        flat = ops.reshape(rows, (rows.shape[0], -1))
+        summed = self.matmul(flat, self.field_sum)
+        pairs = 0.5 * (ops.reduce_sum(summed * summed, 1) - ops.reduce_sum(flat * flat, 1))
+        deep = self.deep_head(self.deep_tower(flat))
         return ops.expand_dims(first + pairs, -1) + deep + self.bias
 
     @staticmethod
