@@ -951,13 +951,21 @@ def _peers(r: _Report) -> list[tuple]:
 
 
 def _model_shape(run_config: dict | None) -> str | None:
-    """A model's widths in a few words: "emb 16, 256-128" (", 3 cross" for DCN)."""
+    """A model's widths in a few words: "emb 16, 256-128" (", 3 cross" for DCN,
+    "emb 16, bottom 64-16, top 256-128" for DLRM)."""
     if not isinstance(run_config, dict):
         return None
     model = run_config.get("model_config") or {}
-    shape = (f"emb {model.get('emb_dim')}, "
-             + "-".join(map(str, model.get("deep_layers") or ())))
-    return shape + (f", {model['cross_layers']} cross" if "cross_layers" in model else "")
+    parts = [f"emb {model.get('emb_dim')}"]
+    for key, prefix in (("bottom_layers", "bottom "), ("top_layers", "top "),
+                        ("deep_layers", "")):
+        if model.get(key):
+            parts.append(prefix + "-".join(map(str, model[key])))
+    if "cross_layers" in model:
+        parts.append(f"{model['cross_layers']} cross")
+    if model.get("low_rank"):
+        parts.append(f"rank {model['low_rank']}")
+    return ", ".join(parts)
 
 
 def _roofline(r: _Report) -> list[tuple]:

@@ -11,6 +11,7 @@ from matplotlib.colors import to_hex
 from bench.job.limits import SCHEMA as LIMITS_SCHEMA
 from bench.references import load_published
 from bench.report import (LOADED_CPU_FRACTION, SYNTHETIC_DISCLAIMER, VOCABULARY_NOTE,
+                          _model_shape,
                           build_blocks, load_runs, write_report)
 from bench.results import METRICS, SPEC, append_record
 from bench.suite import CellSpec, DataSpec
@@ -726,6 +727,19 @@ def test_peer_cells_are_a_column_and_a_section_of_their_own(tmp_path, published,
     # Peer cells stay out of every other section: their AUCs are not in Quality.
     assert all(row["cells"] == "3" for row in md_rows(section(md, "Quality"), "model")
                if row["model"] == "dcn")
+
+
+@pytest.mark.parametrize("model_config, shape", [
+    ({"emb_dim": 16, "deep_layers": [256, 128]}, "emb 16, 256-128"),
+    ({"emb_dim": 30, "deep_layers": [1024, 1024], "cross_layers": 6},
+     "emb 30, 1024-1024, 6 cross"),
+    ({"emb_dim": 16, "deep_layers": [256, 256], "cross_layers": 3, "low_rank": 64},
+     "emb 16, 256-256, 3 cross, rank 64"),
+    ({"emb_dim": 16, "bottom_layers": [64, 16], "top_layers": [256, 128]},
+     "emb 16, bottom 64-16, top 256-128"),
+])
+def test_the_peer_section_names_each_models_widths(model_config, shape):
+    assert _model_shape({"model_config": model_config}) == shape
 
 
 def test_no_peer_section_without_peer_cells(tmp_path, published, record_factory):
