@@ -16,8 +16,8 @@ STEPS = 8
 TABLES = ("wide_table.lookup.embedding_table", "deep_embedding.table.lookup.embedding_table")
 
 
-def run_config(mode="standalone", workers=1):
-    return build_run_config("wide_deep", "cpu-small", parallel={"mode": mode, "workers": workers},
+def run_config(mode="standalone", workers=1, model="wide_deep"):
+    return build_run_config(model, "cpu-small", parallel={"mode": mode, "workers": workers},
                             train_overrides={"batch_size": 500, "max_steps": STEPS})
 
 
@@ -59,3 +59,17 @@ def test_two_workers_match_standalone(mode, standalone, tiny_data, tmp_path):
 def evaluate_rows(data):
     from mindrec.data.dataset import load_meta
     return load_meta(data)["rows"]["test"]
+
+
+@pytest.mark.parametrize("model", ["dcn", "deepfm", "dcnv2", "dlrm"])
+@pytest.mark.parametrize("mode", [pytest.param("data_parallel", marks=pytest.mark.slow),
+                                  "hybrid"])  # hybrid, the sharded case, in the default run
+def test_every_model_trains_in_both_parallel_modes(model, mode, tiny_data, tmp_path):
+    run = run_config(model=model)
+    net = build(run, tiny_data)
+    init = checkpoint.save(net, tmp_path / "init.safetensors")
+    losses = fit(net, run, tiny_data, progress=None).losses
+    job = run_parallel(run_config(mode, 2, model), tiny_data, tmp_path / "job", timeout_s=300,
+                       init_from=init)
+    assert job.train.steps == STEPS
+    np.testing.assert_allclose(job.train.losses, losses, rtol=2e-4, atol=2e-5)

@@ -129,3 +129,16 @@ def test_a_bulk_loaded_table_serves_every_key_and_creates_none(tiny_data, tmp_pa
     assert not wide.any() and not linear.any() and not moments.any()
     assert (accum == run.model_config.ftrl_initial_accum).all()
     assert deep.std() > 0
+
+
+@pytest.mark.parametrize("model", ["dcn", "deepfm", "dcnv2", "dlrm"])
+def test_every_model_trains_through_the_cache_as_on_the_whole_table(tiny_data, model):
+    plain_network, plain = train(run_config(model), tiny_data)
+    network, cached = train(run_config(model, cache={"device_rows": DEVICE_ROWS}), tiny_data)
+    keys = plain_network.hash_index.items()[0]
+    assert len(keys) > DEVICE_ROWS and network.hash_index.counters.victims > 0
+    np.testing.assert_allclose(cached.losses, plain.losses, rtol=0, atol=1e-6)
+    found, rows = logical_rows(network, keys)
+    plain_found, plain_rows = logical_rows(plain_network, keys)
+    assert found.all() and plain_found.all()
+    np.testing.assert_allclose(rows, plain_rows, rtol=0, atol=1e-6)
