@@ -14,8 +14,8 @@ from bench.job.hardware import Unavailable
 from mindrec.config import RunConfig
 from mindrec.models.registry import use_sparse
 from mindrec.train.trainer import (EVAL_BATCH, EvalResult, TrainResult, batches,
-                                   check_timed, quality, record_step, report_progress,
-                                   table_rows, train_batches)
+                                   check_timed, next_batch, quality, record_step,
+                                   report_progress, table_rows, train_batches)
 
 
 def torch_device(hardware: str):
@@ -70,11 +70,9 @@ def fit_torch(module, opts, run: RunConfig, data_dir: Path, device,
     for epoch in range(cfg.epochs):
         epoch_batches = train_batches(run, data_dir, epoch)
         while cfg.max_steps is None or result.steps < cfg.max_steps:
-            fetch_start = time.perf_counter()
-            batch = next(epoch_batches, None)
+            batch = next_batch(epoch_batches, result)
             if batch is None:
                 break
-            result.input_s += time.perf_counter() - fetch_start
             step_start, cpu_start = time.perf_counter(), time.process_time()
             ids, vals, labels = (torch.from_numpy(a).to(device) for a in batch)
             loss = F.binary_cross_entropy_with_logits(module(ids, vals), labels)

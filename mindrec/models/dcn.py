@@ -12,6 +12,7 @@ from mindrec.config import DCNConfig
 from mindrec.data.criteo import NUM_FIELDS
 from mindrec.embedding.tables import TableFactory
 from mindrec.models.blocks import MLP, CrossNet, FeatureEmbedding, mlp_flops
+from mindrec.models.optimizers import adam
 
 
 class DCN(nn.Cell):
@@ -56,6 +57,5 @@ class DCN(nn.Cell):
 
     def optimizers(self) -> list[nn.Optimizer]:
         """One Adam over all parameters (LazyAdam when the table is sparse)."""
-        adam = nn.LazyAdam if self.embedding.table.sparse else nn.Adam
-        return [adam(self.trainable_params(), learning_rate=self.config.lr,
-                     eps=self.config.adam_eps)]
+        return [adam(self.trainable_params(), self.embedding.table.sparse, self.config.lr,
+                     self.config.adam_eps)]

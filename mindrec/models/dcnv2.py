@@ -14,6 +14,7 @@ from mindrec.config import CrossStructure, DCNV2Config
 from mindrec.data.criteo import NUM_FIELDS
 from mindrec.embedding.tables import TableFactory
 from mindrec.models.blocks import MLP, FeatureEmbedding, MatrixCrossNet, mlp_flops
+from mindrec.models.optimizers import adam
 
 
 class DCNV2(nn.Cell):
@@ -64,6 +65,5 @@ class DCNV2(nn.Cell):
 
     def optimizers(self) -> list[nn.Optimizer]:
         """One Adam over all parameters (LazyAdam when the table is sparse)."""
-        adam = nn.LazyAdam if self.embedding.table.sparse else nn.Adam
-        return [adam(self.trainable_params(), learning_rate=self.config.lr,
-                     eps=self.config.adam_eps)]
+        return [adam(self.trainable_params(), self.embedding.table.sparse, self.config.lr,
+                     self.config.adam_eps)]

@@ -15,6 +15,7 @@ from mindrec.config import ConfigError, DLRMConfig
 from mindrec.data.criteo import NUM_DENSE, NUM_FIELDS
 from mindrec.embedding.tables import TableFactory
 from mindrec.models.blocks import MLP, FeatureEmbedding, mlp_flops
+from mindrec.models.optimizers import adam
 
 
 def pair_count(vectors: int) -> int:
@@ -80,5 +81,4 @@ class DLRM(nn.Cell):
                 raise ConfigError("model_config.optimizer sgd: MindSpore's CPU SGD has no "
                                   "row-wise (sparse) form; use adam, or train.sparse off")
             return [nn.SGD(self.trainable_params(), learning_rate=cfg.lr)]
-        adam = nn.LazyAdam if sparse else nn.Adam
-        return [adam(self.trainable_params(), learning_rate=cfg.lr, eps=cfg.adam_eps)]
+        return [adam(self.trainable_params(), sparse, cfg.lr, cfg.adam_eps)]

@@ -4,6 +4,12 @@ from __future__ import annotations
 from mindspore import ParameterTuple, nn, ops
 
 
+def adam(params, sparse: bool, learning_rate: float, eps: float) -> nn.Optimizer:
+    """Adam on ``params``: ``nn.LazyAdam`` (the rows of a batch only) when the tables are
+    sparse, ``nn.Adam`` otherwise."""
+    return (nn.LazyAdam if sparse else nn.Adam)(params, learning_rate=learning_rate, eps=eps)
+
+
 class DenseFTRL(nn.Cell):
     """FTRL-Proximal (learning-rate power -0.5) for dense gradients, in elementwise ops.
 

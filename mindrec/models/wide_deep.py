@@ -22,7 +22,7 @@ from mindrec.config import WideDeepConfig
 from mindrec.data.criteo import NUM_FIELDS
 from mindrec.embedding.tables import TableFactory
 from mindrec.models.blocks import MLP, FeatureEmbedding, L2Gradient, mlp_flops
-from mindrec.models.optimizers import DenseFTRL
+from mindrec.models.optimizers import DenseFTRL, adam
 
 
 class WideDeep(nn.Cell):
@@ -76,10 +76,9 @@ class WideDeep(nn.Cell):
         wide = [self.wide_table.table, self.wide_bias]
         wide_ids = {id(p) for p in wide}
         deep = [p for p in self.trainable_params() if id(p) not in wide_ids]
-        adam = nn.LazyAdam if self.deep_embedding.table.sparse else nn.Adam
         ftrl = nn.FTRL if self.wide_table.sparse else DenseFTRL
         return [
             ftrl(wide, learning_rate=cfg.wide_lr, l1=cfg.ftrl_l1, l2=cfg.ftrl_l2,
                  initial_accum=cfg.ftrl_initial_accum),
-            adam(deep, learning_rate=cfg.deep_lr, eps=cfg.adam_eps),
+            adam(deep, self.deep_embedding.table.sparse, cfg.deep_lr, cfg.adam_eps),
         ]

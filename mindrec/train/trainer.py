@@ -162,11 +162,9 @@ def fit(network, run: RunConfig, data_dir: Path, progress: TextIO | None = sys.s
             epoch_batches = index.prefetch(epoch_batches)
         try:
             while cfg.max_steps is None or result.steps < cfg.max_steps:
-                fetch_start = time.perf_counter()
-                batch = next(epoch_batches, None)
+                batch = next_batch(epoch_batches, result)
                 if batch is None:
                     break
-                result.input_s += time.perf_counter() - fetch_start
                 _train_step(step_fn, index, [a[mine] for a in batch], result,
                             cfg.warmup_steps)
                 if checkpoint_path and cfg.checkpoint_every and (
@@ -225,6 +223,15 @@ def record_step(result: TrainResult, elapsed: float, cpu: float, loss: float,
     result.losses.append(loss)
     if not np.isfinite(loss):
         raise FloatingPointError(f"loss became {loss} at step {result.steps}")
+
+
+def next_batch(batches, result: TrainResult):
+    """The next of ``batches`` (None at the end), its wait added to ``result.input_s``."""
+    fetch_start = time.perf_counter()
+    batch = next(batches, None)
+    if batch is not None:
+        result.input_s += time.perf_counter() - fetch_start
+    return batch
 
 
 def train_batches(run: RunConfig, data_dir: Path, epoch: int):
